@@ -1,0 +1,131 @@
+"""The one processing path behind both agents: decode, validate, process, route.
+
+Ordering rules that keep the aggregate exact across crashes:
+- the table value for a partition is read and written with no `await` in
+  between, so the two agents never overwrite each other's update;
+- a retry or dead-letter record is delivered (broker ack) before the table
+  records the source offset as applied, so a crash in between replays the
+  record instead of losing it;
+- an original is marked pending before its retry copy is sent, so the retry
+  agent never mistakes a fresh copy for a stale one.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from faust.types import EventT
+
+from app import failures, order_codec, retry_topic, dlq_topic, settings, stats_table, current_summary
+from avro_codec import AvroCodecError
+
+from .order_logic import InvalidOrder, Order, SimulatedFailure, process_order, validate
+from .partition_state import PartitionState
+from .retry_headers import Attempt, attempt_of, describe, dlq_headers, retry_headers
+
+log = logging.getLogger("orders")
+
+UNDECODABLE = "undecodable"
+INVALID = "invalid-order"
+EXHAUSTED = "retries-exhausted"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _state(partition: int) -> PartitionState:
+    return PartitionState.from_value(stats_table.get(partition))
+
+
+def _save(partition: int, state: PartitionState) -> None:
+    stats_table[partition] = state.to_value()
+
+
+async def handle(event: EventT, *, is_retry: bool) -> None:
+    msg = event.message
+    where = f"{msg.topic}[{msg.partition}]@{msg.offset}"
+    attempt = attempt_of(msg.topic, msg.partition, msg.offset, msg.headers) if is_retry \
+        else Attempt(msg.topic, msg.partition, msg.offset)
+
+    while is_retry and (wait_ms := attempt.not_before_ms - _now_ms()) > 0:
+        await asyncio.sleep(wait_ms / 1000)
+
+    try:
+        order: Order | None = validate(await order_codec.decode(msg.value))
+        error: Exception | None = None
+    except (AvroCodecError, InvalidOrder) as exc:
+        order, error = None, exc
+
+    state = _state(msg.partition)
+    if state.is_applied(msg.topic, msg.offset):
+        log.info("skip %s: applied before a restart", where)
+        return
+    if is_retry and attempt.origin_key not in state.pending:
+        log.info("skip %s: stale retry copy of %s, already resolved", where, attempt.origin_key)
+        state.mark_applied(msg.topic, msg.offset)
+        _save(msg.partition, state)
+        return
+
+    if order is not None:
+        try:
+            micros = process_order(order, attempt.number, failures)
+        except SimulatedFailure as exc:
+            error = exc
+        else:
+            state.count(micros)
+            state.pending.discard(attempt.origin_key)
+            state.mark_applied(msg.topic, msg.offset)
+            _save(msg.partition, state)
+            summary = current_summary()
+            log.info("processed %s %s %.2f (attempt %d) | orders=%d average=%.2f",
+                     order.order_id, order.product, order.price, attempt.number,
+                     summary["orders"], summary["average"])
+            return
+
+    assert error is not None
+    if isinstance(error, SimulatedFailure) and attempt.number <= settings.max_retries:
+        await _send_retry(event, attempt, error, where)
+    else:
+        reason = EXHAUSTED if isinstance(error, SimulatedFailure) else \
+            UNDECODABLE if isinstance(error, AvroCodecError) else INVALID
+        await _send_dead_letter(event, attempt, reason, error, where, order)
+
+
+async def _send_retry(event: EventT, attempt: Attempt, error: Exception, where: str) -> None:
+    msg = event.message
+    state = _state(msg.partition)
+    state.pending.add(attempt.origin_key)
+    _save(msg.partition, state)
+
+    # The record's timestamp is the failure time its not-before counts from.
+    now_ms = _now_ms()
+    sent = await retry_topic.send(key=msg.key, value=msg.value, partition=attempt.partition, timestamp=now_ms / 1000,
+                                  headers=retry_headers(attempt, error, now_ms, settings.retry_delay_seconds))
+    await sent
+
+    state = _state(msg.partition)
+    state.retries += 1
+    state.mark_applied(msg.topic, msg.offset)
+    _save(msg.partition, state)
+    log.warning("retry %s: attempt %d of %d failed (%s); next in %.1fs",
+                attempt.origin_key, attempt.number, settings.max_retries + 1, error,
+                settings.retry_delay_seconds)
+
+
+async def _send_dead_letter(event: EventT, attempt: Attempt, reason: str, error: Exception, where: str,
+                            order: Order | None) -> None:
+    msg = event.message
+    sent = await dlq_topic.send(key=msg.key, value=msg.value, partition=None,
+                                headers=dlq_headers(attempt, reason, error, _now_ms()))
+    await sent
+
+    state = _state(msg.partition)
+    state.dead_letters += 1
+    state.pending.discard(attempt.origin_key)
+    state.mark_applied(msg.topic, msg.offset)
+    _save(msg.partition, state)
+    label = order.order_id if order else f"record {attempt.origin_key}"
+    log.error("dead-letter %s from %s after %d attempt(s): %s (%s)",
+              label, where, attempt.number, reason, describe(error))

@@ -1,0 +1,117 @@
+"""Schema registry access with the caching a stream processor needs.
+
+Writer schemas are fetched once per id and kept, so decoding in steady state
+makes no HTTP call. The registry URL may point at Confluent's API (served at
+the root) or at Apicurio's Confluent-compatible API under /apis/ccompat/v7;
+`SchemaCache` finds out which on first use, so one default works for both.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from typing import Any
+
+import fastavro
+import httpx
+from schema_registry.client import SchemaRegistryClient
+from schema_registry.client.errors import ClientError
+
+from .errors import AvroCodecError, RegistryUnavailable
+
+log = logging.getLogger(__name__)
+
+APICURIO_CCOMPAT_PATH = "/apis/ccompat/v7"
+
+
+class SchemaCache:
+    def __init__(self, url: str, *, timeout_s: float = 10.0, max_backoff_s: float = 10.0) -> None:
+        self.configured_url = url.rstrip("/")
+        self._timeout = httpx.Timeout(timeout_s)
+        self._max_backoff_s = max_backoff_s
+        self._client: SchemaRegistryClient | None = None
+        self._lock = threading.Lock()
+        self._writers: dict[int, dict[str, Any]] = {}
+
+    # -- connection ----------------------------------------------------------
+
+    def _detect_base_url(self) -> str:
+        candidates = [self.configured_url]
+        if not self.configured_url.endswith(APICURIO_CCOMPAT_PATH):
+            candidates.append(self.configured_url + APICURIO_CCOMPAT_PATH)
+        for base in candidates:
+            try:
+                resp = httpx.get(f"{base}/subjects", timeout=self._timeout)
+            except httpx.HTTPError as exc:
+                raise RegistryUnavailable(f"schema registry at {self.configured_url} unreachable: {exc}") from exc
+            if resp.status_code == 200 and resp.text.lstrip().startswith("["):
+                return base
+        raise RegistryUnavailable(
+            f"{self.configured_url} answers neither the Confluent schema registry API nor Apicurio's "
+            f"({APICURIO_CCOMPAT_PATH}); check SCHEMA_REGISTRY_URL")
+
+    @property
+    def client(self) -> SchemaRegistryClient:
+        with self._lock:
+            if self._client is None:
+                base = self._detect_base_url()
+                log.info("schema registry API at %s", base)
+                self._client = SchemaRegistryClient(base, timeout=self._timeout)
+            return self._client
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client.conf["url"])
+
+    # -- schemas -------------------------------------------------------------
+
+    def register(self, subject: str, schema: dict[str, Any]) -> int:
+        """Register `schema` under `subject` (a no-op when already there); return its id."""
+        try:
+            return self.client.register(subject, json.dumps(schema), timeout=self._timeout)
+        except ClientError as exc:
+            if exc.http_code is not None and exc.http_code < 500:
+                raise AvroCodecError("schema-rejected",
+                                     f"the registry refused the schema for {subject}: {exc.server_traceback or exc}"
+                                     ) from exc
+            raise RegistryUnavailable(f"registering {subject} failed: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailable(f"registering {subject} failed: {exc}") from exc
+
+    def cached(self, schema_id: int) -> dict[str, Any] | None:
+        return self._writers.get(schema_id)
+
+    def writer_schema(self, schema_id: int) -> dict[str, Any]:
+        """Parsed writer schema for `schema_id`, from the cache or the registry (blocking)."""
+        schema = self._writers.get(schema_id)
+        if schema is not None:
+            return schema
+        try:
+            found = self.client.get_by_id(schema_id, timeout=self._timeout)
+        except ClientError as exc:
+            raise RegistryUnavailable(f"fetching schema id {schema_id} failed: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailable(f"fetching schema id {schema_id} failed: {exc}") from exc
+        if found is None:
+            raise AvroCodecError("unknown-schema-id", f"schema id {schema_id} is not in the registry")
+        if found.schema_type != "AVRO":
+            raise AvroCodecError("not-avro", f"schema id {schema_id} is a {found.schema_type} schema")
+        schema = fastavro.parse_schema(found.raw_schema)
+        self._writers[schema_id] = schema
+        return schema
+
+    async def fetch(self, schema_id: int) -> dict[str, Any]:
+        """Like `writer_schema`, off the event loop, waiting out registry outages with backoff.
+
+        An id the registry does not know raises `AvroCodecError` at once;
+        an unreachable registry is retried until it answers.
+        """
+        delay = 0.2
+        while True:
+            try:
+                return await asyncio.to_thread(self.writer_schema, schema_id)
+            except RegistryUnavailable as exc:
+                log.warning("%s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff_s)

@@ -1,0 +1,110 @@
+"""Every setting of the app, read from the environment once and checked at start-up.
+
+This is the only module that reads `os.environ`.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, fields
+from typing import Mapping
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the app cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: Kafka bootstrap servers, comma separated.
+    kafka_bootstrap_servers: str = "localhost:9092"
+    #: Schema registry: Confluent's root URL or Apicurio's; Apicurio's /apis/ccompat/v7 is found by itself.
+    schema_registry_url: str = "http://localhost:8081"
+    #: Faust application id: consumer group and prefix of the table's changelog topic.
+    app_id: str = "orders-app"
+    orders_topic: str = "orders"
+    retry_topic: str = "orders-retry"
+    dlq_topic: str = "orders-dlq"
+    #: Partitions of `orders` and `orders-retry` (and the table's changelog); they must match.
+    partitions: int = 6
+    #: Retries after the first attempt before an order is dead-lettered.
+    max_retries: int = 3
+    #: Minimum time between two attempts of the same order.
+    retry_delay_seconds: float = 2.0
+    #: Probability that processing an order fails (simulated, retryable).
+    failure_rate: float = 0.1
+    #: Seed that makes simulated failures reproducible: the same order and attempt always fail or pass.
+    failure_seed: int | None = None
+    #: Orders that fail on purpose, e.g. "o-1:2,o-9:always": o-1 fails its first 2 attempts.
+    simulated_failures: str = ""
+    #: Faust table store: memory:// or rocksdb://.
+    table_store: str = "memory://"
+    #: Address the web view binds to; 0.0.0.0 serves other hosts too.
+    web_bind: str = "127.0.0.1"
+
+    @property
+    def forced_failures(self) -> dict[str, int | None]:
+        """orderId -> number of failing attempts (None: every attempt)."""
+        return parse_forced_failures(self.simulated_failures)
+
+
+def parse_forced_failures(text: str) -> dict[str, int | None]:
+    result: dict[str, int | None] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        order_id, sep, count = item.rpartition(":")
+        if not sep or not order_id:
+            raise SettingsError(f"SIMULATED_FAILURES item {item!r} must look like ORDER_ID:COUNT or ORDER_ID:always")
+        if count == "always":
+            result[order_id] = None
+        elif count.isdigit():
+            result[order_id] = int(count)
+        else:
+            raise SettingsError(f"SIMULATED_FAILURES item {item!r}: count must be a number or 'always'")
+    return result
+
+
+def _convert(name: str, raw: str, kind: type) -> object:
+    env = name.upper()
+    try:
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+    except ValueError:
+        raise SettingsError(f"{env} must be a {'whole' if kind is int else 'finite'} number, got {raw!r}") from None
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    values: dict[str, object] = {}
+    for field in fields(Settings):
+        raw = environ.get(field.name.upper())
+        if raw is None or raw.strip() == "":
+            continue
+        kind = {"int": int, "float": float, "int | None": int}.get(str(field.type), str)
+        values[field.name] = _convert(field.name, raw.strip(), kind)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _check(settings)
+    return settings
+
+
+def _check(s: Settings) -> None:
+    if s.max_retries < 0:
+        raise SettingsError(f"MAX_RETRIES must be >= 0, got {s.max_retries}")
+    if s.retry_delay_seconds < 0:
+        raise SettingsError(f"RETRY_DELAY_SECONDS must be >= 0, got {s.retry_delay_seconds}")
+    if not 0.0 <= s.failure_rate <= 1.0:
+        raise SettingsError(f"FAILURE_RATE must be between 0 and 1, got {s.failure_rate}")
+    if s.partitions < 1:
+        raise SettingsError(f"PARTITIONS must be >= 1, got {s.partitions}")
+    if not s.table_store.startswith(("memory://", "rocksdb://")):
+        raise SettingsError(f"TABLE_STORE must be memory:// or rocksdb://, got {s.table_store!r}")
+    if not s.schema_registry_url.startswith(("http://", "https://")):
+        raise SettingsError(f"SCHEMA_REGISTRY_URL must start with http:// or https://, got {s.schema_registry_url!r}")
+    topics = [s.orders_topic, s.retry_topic, s.dlq_topic]
+    if len(set(topics)) != 3:
+        raise SettingsError(f"ORDERS_TOPIC, RETRY_TOPIC and DLQ_TOPIC must differ, got {topics}")
+    parse_forced_failures(s.simulated_failures)

@@ -1,0 +1,125 @@
+import asyncio
+import io
+import json
+import struct
+from pathlib import Path
+
+import fastavro
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from avro_codec import AvroCodecError, AvroRecordCodec, load_schema
+from avro_codec.wire import frame, unframe
+
+from .fakes import InMemorySchemaCache
+
+SCHEMA = load_schema(Path(__file__).resolve().parents[2] / "schemas" / "order.avsc")
+ORDER = {"orderId": "o-1", "product": "Laptop", "price": 999.5}
+
+
+@pytest.fixture
+def registry():
+    return InMemorySchemaCache()
+
+
+@pytest.fixture
+def codec(registry):
+    return AvroRecordCodec(registry, SCHEMA, subject="orders-value")
+
+
+def avro_body(schema, record):
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), record)
+    return out.getvalue()
+
+
+def test_encoded_bytes_use_the_confluent_framing(codec, registry):
+    data = codec.dumps(ORDER)
+    assert data[0] == 0
+    assert struct.unpack(">I", data[1:5])[0] == 1
+    assert data[5:] == avro_body(SCHEMA, ORDER)
+    assert registry.registrations == ["orders-value"]
+
+
+def test_schema_is_registered_once_for_many_records(codec, registry):
+    for _ in range(3):
+        codec.dumps(ORDER)
+    assert registry.registrations == ["orders-value"]
+
+
+def test_json_text_is_accepted_as_a_record(codec):
+    assert codec.loads(codec.dumps(json.dumps(ORDER).encode())) == ORDER
+
+
+@pytest.mark.parametrize("value, reason", [
+    (b'{"orderId": "o-1"', "not-json"),
+    (b"[1, 2]", "not-a-record"),
+    ({"orderId": "o-1", "product": "x", "price": "cheap"}, "does-not-fit-schema"),
+    ({"orderId": "o-1", "product": "x"}, "does-not-fit-schema"),
+    ({**ORDER, "colour": "red"}, "does-not-fit-schema"),
+])
+def test_records_that_do_not_fit_are_refused_with_a_reason(codec, value, reason):
+    with pytest.raises(AvroCodecError) as raised:
+        codec.dumps(value)
+    assert raised.value.reason == reason
+
+
+def test_decoding_resolves_an_older_writer_schema_to_the_reader(registry, codec):
+    newer = {**SCHEMA, "fields": SCHEMA["fields"] + [{"name": "quantity", "type": "int", "default": 1}]}
+    reader = AvroRecordCodec(registry, newer, subject="orders-value")
+    registry.add(7, SCHEMA)
+    decoded = reader.loads(frame(7, avro_body(SCHEMA, ORDER)))
+    assert decoded == {**ORDER, "quantity": 1}
+
+
+def test_async_decode_matches_sync_decode(codec):
+    data = codec.dumps(ORDER)
+    assert asyncio.run(codec.decode(data)) == codec.loads(data)
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "empty"),
+    (None, "empty"),
+    (b"\x00\x00\x01", "truncated"),
+    (b'{"orderId": "o-1"}', "wrong-magic-byte"),
+    (b"\x01\x00\x00\x00\x01abc", "wrong-magic-byte"),
+    (frame(99, b"\x02a"), "unknown-schema-id"),
+])
+def test_undecodable_bytes_raise_the_codec_error(codec, data, reason):
+    with pytest.raises(AvroCodecError) as raised:
+        codec.loads(data)
+    assert raised.value.reason == reason
+
+
+def test_truncated_body_and_trailing_bytes_are_corrupt(codec):
+    data = codec.dumps(ORDER)
+    for bad in (data[:-3], data + b"\x00\x01"):
+        with pytest.raises(AvroCodecError) as raised:
+            codec.loads(bad)
+        assert raised.value.reason == "corrupt-body"
+
+
+def test_record_of_another_schema_is_refused(registry, codec):
+    other = {"type": "record", "name": "Payment", "fields": [{"name": "amount", "type": "double"}]}
+    registry.add(5, other)
+    with pytest.raises(AvroCodecError) as raised:
+        codec.loads(frame(5, avro_body(other, {"amount": 1.0})))
+    assert raised.value.reason in {"incompatible-schema", "corrupt-body"}
+
+
+def test_unframe_splits_id_and_body():
+    schema_id, body = unframe(frame(258, b"xyz"))
+    assert (schema_id, bytes(body)) == (258, b"xyz")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=64))
+def test_random_bytes_raise_only_the_codec_error(data):
+    registry = InMemorySchemaCache()
+    registry.add(1, SCHEMA)
+    codec = AvroRecordCodec(registry, SCHEMA, subject="orders-value")
+    for candidate in (data, b"\x00\x00\x00\x00\x01" + data):
+        try:
+            codec.loads(candidate)
+        except AvroCodecError:
+            pass

@@ -1,0 +1,36 @@
+import pytest
+
+from settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_match_the_documented_ones():
+    s = load_settings({})
+    assert (s.kafka_bootstrap_servers, s.max_retries, s.retry_delay_seconds, s.failure_rate) == \
+        ("localhost:9092", 3, 2.0, 0.1)
+    assert (s.orders_topic, s.retry_topic, s.dlq_topic) == ("orders", "orders-retry", "orders-dlq")
+    assert s.web_bind == "127.0.0.1"
+
+
+def test_values_are_read_from_the_environment():
+    s = load_settings({"MAX_RETRIES": "5", "FAILURE_RATE": "0", "FAILURE_SEED": "9", "ORDERS_TOPIC": "o2"})
+    assert (s.max_retries, s.failure_rate, s.failure_seed, s.orders_topic) == (5, 0.0, 9, "o2")
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"MAX_RETRIES": "three"}, "MAX_RETRIES"),
+    ({"MAX_RETRIES": "-1"}, "MAX_RETRIES"),
+    ({"FAILURE_RATE": "1.5"}, "FAILURE_RATE"),
+    ({"RETRY_DELAY_SECONDS": "inf"}, "RETRY_DELAY_SECONDS"),
+    ({"PARTITIONS": "0"}, "PARTITIONS"),
+    ({"TABLE_STORE": "redis://"}, "TABLE_STORE"),
+    ({"SCHEMA_REGISTRY_URL": "localhost:8081"}, "SCHEMA_REGISTRY_URL"),
+    ({"DLQ_TOPIC": "orders"}, "DLQ_TOPIC"),
+    ({"SIMULATED_FAILURES": "o-1:often"}, "SIMULATED_FAILURES"),
+])
+def test_bad_values_are_refused_naming_the_variable(env, words):
+    with pytest.raises(SettingsError, match=words):
+        load_settings(env)
+
+
+def test_forced_failures_are_parsed():
+    assert Settings(simulated_failures="o-1:2, o-2:always").forced_failures == {"o-1": 2, "o-2": None}
