@@ -6,6 +6,7 @@ A changelog-backed table holds the aggregate; `GET /average/` serves it.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from agents.partition_state import PartitionState, summarize
 from avro_codec import AvroRecordCodec, SchemaCache, load_schema
 from avro_codec.cli_values import ORDER_CODEC_NAME, OrderSerializers
 from settings import SettingsError, load_settings
+from topic_setup import ensure_topics
 
 try:
     settings = load_settings()
@@ -32,7 +34,15 @@ registry = SchemaCache(settings.schema_registry_url)
 order_codec = AvroRecordCodec(registry, load_schema(ORDER_SCHEMA), subject=f"{settings.orders_topic}-value")
 codecs.register(ORDER_CODEC_NAME, order_codec)
 
-app = faust.App(
+
+class OrdersApp(faust.App):
+    async def on_start(self) -> None:
+        await super().on_start()
+        # Runs before the consumer starts, so the first assignment covers every partition.
+        await asyncio.to_thread(ensure_topics, settings)
+
+
+app = OrdersApp(
     settings.app_id,
     broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
     store=settings.table_store,
@@ -40,7 +50,6 @@ app = faust.App(
     value_serializer=ORDER_CODEC_NAME,
     Serializers=OrderSerializers,
     topic_partitions=settings.partitions,
-    topic_allow_declare=True,
     web_bind=settings.web_bind,
     table_standby_replicas=0,
 )
@@ -50,9 +59,7 @@ def _source_topic(name: str) -> faust.TopicT:
     # Raw bytes: the agents decode with `order_codec` themselves, so a record that
     # does not decode reaches the agent (and the DLQ, bytes intact) instead of
     # being acknowledged and logged by Faust before any handler sees it.
-    # internal=True makes Faust create the topic with these partitions.
-    return app.topic(name, partitions=settings.partitions, key_serializer="raw", value_serializer="raw",
-                     internal=True)
+    return app.topic(name, partitions=settings.partitions, key_serializer="raw", value_serializer="raw")
 
 
 orders_topic = _source_topic(settings.orders_topic)
@@ -70,12 +77,6 @@ failures = FailureSimulator(settings.failure_rate, settings.failure_seed, settin
 
 def current_summary() -> dict:
     return summarize(PartitionState.from_value(value) for value in stats_table.values())
-
-
-@app.task
-async def declare_dead_letter_topic() -> None:
-    """Agents create the topics they read; nothing reads the DLQ, so create it here."""
-    await dlq_topic.maybe_declare()
 
 
 @app.page("/average/")

@@ -6,30 +6,16 @@ import json
 import random
 import uuid
 
-from confluent_kafka import KafkaException, SerializingProducer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import SerializingProducer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import StringSerializer
 from faust.cli import option
 
 from app import ORDER_SCHEMA, app, registry, settings
+from topic_setup import ensure_topics
 
 PRODUCTS = ["Laptop", "Phone", "Tablet", "Monitor", "Keyboard", "Mouse", "Headphones", "Camera"]
-
-
-def ensure_topics(bootstrap: str) -> None:
-    """Create the app's topics if a worker has not yet; the broker does not auto-create them."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = admin.list_topics(timeout=10).topics
-    missing = [NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
-               for name in (settings.orders_topic, settings.retry_topic, settings.dlq_topic) if name not in existing]
-    for name, future in admin.create_topics(missing).items() if missing else ():
-        try:
-            future.result()
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
 
 
 def order_producer() -> SerializingProducer:
@@ -54,7 +40,7 @@ def random_order() -> dict:
 )
 async def produce_orders(self, count: int, interval: float) -> None:
     """Send random orders to the orders topic, keyed by orderId, printing each delivery."""
-    ensure_topics(settings.kafka_bootstrap_servers)
+    ensure_topics(settings)
     producer = order_producer()
     failed = []
 
@@ -70,9 +56,12 @@ async def produce_orders(self, count: int, interval: float) -> None:
             order = random_order()
             self.say(f"order {json.dumps(order)}")
             producer.produce(settings.orders_topic, key=order["orderId"], value=order, on_delivery=report)
-            producer.poll(0)
-            if interval and i < count - 1:
-                await asyncio.sleep(interval)
+            if interval:
+                producer.flush(10)  # print each delivery before the pause, as the demo reads best
+                if i < count - 1:
+                    await asyncio.sleep(interval)
+            else:
+                producer.poll(0)
     finally:
         remaining = producer.flush(30)
     if failed or remaining:

@@ -17,10 +17,10 @@ import time
 
 from faust.types import EventT
 
-from app import failures, order_codec, retry_topic, dlq_topic, settings, stats_table, current_summary
+from app import current_summary, dlq_topic, failures, order_codec, retry_topic, settings, stats_table
 from avro_codec import AvroCodecError
 
-from .order_logic import InvalidOrder, Order, SimulatedFailure, process_order, validate
+from .order_logic import InvalidOrder, SimulatedFailure, process_order, validate
 from .partition_state import PartitionState
 from .retry_headers import Attempt, attempt_of, describe, dlq_headers, retry_headers
 
@@ -43,57 +43,57 @@ def _save(partition: int, state: PartitionState) -> None:
     stats_table[partition] = state.to_value()
 
 
+def _label(record: dict | None, msg) -> str:
+    """How logs name a record: its orderId when it has one, and where it came from."""
+    order_id = record.get("orderId") if isinstance(record, dict) else None
+    return f"{order_id or '<no orderId>'} ({msg.topic}[{msg.partition}]@{msg.offset})"
+
+
 async def handle(event: EventT, *, is_retry: bool) -> None:
     msg = event.message
-    where = f"{msg.topic}[{msg.partition}]@{msg.offset}"
     attempt = attempt_of(msg.topic, msg.partition, msg.offset, msg.headers) if is_retry \
         else Attempt(msg.topic, msg.partition, msg.offset)
 
     while is_retry and (wait_ms := attempt.not_before_ms - _now_ms()) > 0:
         await asyncio.sleep(wait_ms / 1000)
 
+    record: dict | None = None
+    error: Exception | None = None
     try:
-        order: Order | None = validate(await order_codec.decode(msg.value))
-        error: Exception | None = None
-    except (AvroCodecError, InvalidOrder) as exc:
-        order, error = None, exc
+        record = await order_codec.decode(msg.value)
+        micros = process_order(validate(record), attempt.number, failures)
+    except (AvroCodecError, InvalidOrder, SimulatedFailure) as exc:
+        error = exc
+    label = _label(record, msg)
 
+    # From here to each _save, no await: the read-modify-write of the partition's state is atomic.
     state = _state(msg.partition)
     if state.is_applied(msg.topic, msg.offset):
-        log.info("skip %s: applied before a restart", where)
+        log.info("skip %s: applied before a restart", label)
         return
     if is_retry and attempt.origin_key not in state.pending:
-        log.info("skip %s: stale retry copy of %s, already resolved", where, attempt.origin_key)
+        log.info("skip %s: stale retry copy of %s, already resolved", label, attempt.origin_key)
         state.mark_applied(msg.topic, msg.offset)
         _save(msg.partition, state)
         return
 
-    if order is not None:
-        try:
-            micros = process_order(order, attempt.number, failures)
-        except SimulatedFailure as exc:
-            error = exc
-        else:
-            state.count(micros)
-            state.pending.discard(attempt.origin_key)
-            state.mark_applied(msg.topic, msg.offset)
-            _save(msg.partition, state)
-            summary = current_summary()
-            log.info("processed %s %s %.2f (attempt %d) | orders=%d average=%.2f",
-                     order.order_id, order.product, order.price, attempt.number,
-                     summary["orders"], summary["average"])
-            return
-
-    assert error is not None
-    if isinstance(error, SimulatedFailure) and attempt.number <= settings.max_retries:
-        await _send_retry(event, attempt, error, where)
+    if error is None:
+        state.count(micros)
+        state.pending.discard(attempt.origin_key)
+        state.mark_applied(msg.topic, msg.offset)
+        _save(msg.partition, state)
+        summary = current_summary()
+        log.info("processed %s %s %.2f (attempt %d) | orders=%d average=%.2f", record["orderId"],
+                 record["product"], record["price"], attempt.number, summary["orders"], summary["average"])
+    elif isinstance(error, SimulatedFailure) and attempt.number <= settings.max_retries:
+        await _send_retry(event, attempt, error, label)
     else:
         reason = EXHAUSTED if isinstance(error, SimulatedFailure) else \
             UNDECODABLE if isinstance(error, AvroCodecError) else INVALID
-        await _send_dead_letter(event, attempt, reason, error, where, order)
+        await _send_dead_letter(event, attempt, reason, error, label)
 
 
-async def _send_retry(event: EventT, attempt: Attempt, error: Exception, where: str) -> None:
+async def _send_retry(event: EventT, attempt: Attempt, error: Exception, label: str) -> None:
     msg = event.message
     state = _state(msg.partition)
     state.pending.add(attempt.origin_key)
@@ -109,16 +109,13 @@ async def _send_retry(event: EventT, attempt: Attempt, error: Exception, where: 
     state.retries += 1
     state.mark_applied(msg.topic, msg.offset)
     _save(msg.partition, state)
-    log.warning("retry %s: attempt %d of %d failed (%s); next in %.1fs",
-                attempt.origin_key, attempt.number, settings.max_retries + 1, error,
-                settings.retry_delay_seconds)
+    log.warning("retry %s: attempt %d of %d failed (%s); next in %.1fs", label, attempt.number,
+                settings.max_retries + 1, error, settings.retry_delay_seconds)
 
 
-async def _send_dead_letter(event: EventT, attempt: Attempt, reason: str, error: Exception, where: str,
-                            order: Order | None) -> None:
+async def _send_dead_letter(event: EventT, attempt: Attempt, reason: str, error: Exception, label: str) -> None:
     msg = event.message
-    sent = await dlq_topic.send(key=msg.key, value=msg.value, partition=None,
-                                headers=dlq_headers(attempt, reason, error, _now_ms()))
+    sent = await dlq_topic.send(key=msg.key, value=msg.value, headers=dlq_headers(attempt, reason, error, _now_ms()))
     await sent
 
     state = _state(msg.partition)
@@ -126,6 +123,4 @@ async def _send_dead_letter(event: EventT, attempt: Attempt, reason: str, error:
     state.pending.discard(attempt.origin_key)
     state.mark_applied(msg.topic, msg.offset)
     _save(msg.partition, state)
-    label = order.order_id if order else f"record {attempt.origin_key}"
-    log.error("dead-letter %s from %s after %d attempt(s): %s (%s)",
-              label, where, attempt.number, reason, describe(error))
+    log.error("dead-letter %s after %d attempt(s): %s (%s)", label, attempt.number, reason, describe(error))

@@ -1,0 +1,57 @@
+"""Creates the app's topics before anything subscribes to them.
+
+Faust declares a topic while it subscribes, and a consumer that joins its group
+before the new topic reaches its metadata is assigned none of its partitions
+until the next metadata refresh, minutes later. So the worker (and the demo
+producer) create the topics first and wait until the broker lists them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class TopicSetupError(RuntimeError):
+    """The topics cannot be made to fit the settings."""
+
+
+def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    wanted = (settings.orders_topic, settings.retry_topic, settings.dlq_topic)
+    deadline = time.monotonic() + timeout_s
+    delay = 0.5
+    while True:
+        try:
+            existing = admin.list_topics(timeout=10).topics
+            missing = [name for name in wanted if name not in existing]
+            if not missing:
+                break
+            futures = admin.create_topics([NewTopic(name, settings.partitions, 1) for name in missing])
+            for name, future in futures.items():
+                try:
+                    future.result(30)
+                    log.info("created topic %s with %d partitions", name, settings.partitions)
+                except KafkaException as exc:
+                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                        raise
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise TopicSetupError(f"Kafka at {settings.kafka_bootstrap_servers} did not answer within "
+                                      f"{timeout_s:.0f}s: {exc}") from exc
+            log.warning("Kafka at %s not ready (%s); retrying in %.1fs", settings.kafka_bootstrap_servers, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    for name in (settings.orders_topic, settings.retry_topic):
+        count = len(existing[name].partitions)
+        if count != settings.partitions:
+            raise TopicSetupError(f"topic {name} has {count} partitions but PARTITIONS={settings.partitions}; "
+                                  f"{settings.orders_topic} and {settings.retry_topic} must both have PARTITIONS "
+                                  f"partitions (set PARTITIONS={count} if both have {count})")
