@@ -11,10 +11,12 @@ import logging
 from pathlib import Path
 
 import faust
+from faust.types import TP
 from faust.serializers import codecs
 
 from agents.order_logic import FailureSimulator
 from agents.partition_state import PartitionState, summarize
+from peer_stats import gather_partition_states
 from avro_codec import AvroRecordCodec, SchemaCache, load_schema
 from avro_codec.cli_values import ORDER_CODEC_NAME, OrderSerializers
 from settings import SettingsError, load_settings
@@ -51,6 +53,10 @@ app = OrdersApp(
     Serializers=OrderSerializers,
     topic_partitions=settings.partitions,
     web_bind=settings.web_bind,
+    web_host=settings.web_host,
+    broker_session_timeout=settings.broker_session_timeout_seconds,
+    # No standbys: each worker's table holds only the partitions it owns, which
+    # is what /partition-stats/ reports; a new owner replays the changelog.
     table_standby_replicas=0,
 )
 
@@ -75,14 +81,31 @@ stats_table = app.Table(
 failures = FailureSimulator(settings.failure_rate, settings.failure_seed, settings.forced_failures)
 
 
+def owned_partition_states() -> dict[int, PartitionState]:
+    """State of each partition this worker owns now (the table may still hold revoked ones)."""
+    actives = app.assignor.assigned_actives()
+    changelog = stats_table.changelog_topic.get_topic_name()
+    return {partition: PartitionState.from_value(value) for partition, value in stats_table.items()
+            if TP(changelog, partition) in actives}
+
+
 def current_summary() -> dict:
-    return summarize(PartitionState.from_value(value) for value in stats_table.values())
+    """The aggregate over this worker's partitions."""
+    return summarize(owned_partition_states().values())
+
+
+@app.page("/partition-stats/")
+async def partition_stats(web, request):
+    """This worker's share of the aggregate, by partition; /average/ on any worker gathers them."""
+    return web.json({str(p): state.to_value() for p, state in owned_partition_states().items()})
 
 
 @app.page("/average/")
 async def average(web, request):
-    """The aggregate over the partitions this worker owns."""
-    return web.json(current_summary())
+    """The global aggregate: this worker's partitions plus every other owner's, fetched over HTTP."""
+    states, unreachable = await gather_partition_states(
+        app, stats_table.name, owned_partition_states(), timeout_s=settings.peer_timeout_seconds)
+    return web.json({**summarize(states.values()), "partitions": len(states), "unreachable_workers": unreachable})
 
 
 import agents.process_orders  # noqa: E402,F401  (registers the agent)

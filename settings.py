@@ -41,6 +41,12 @@ class Settings:
     table_store: str = "memory://"
     #: Address the web view binds to; 0.0.0.0 serves other hosts too.
     web_bind: str = "127.0.0.1"
+    #: Host name other workers use to reach this one's web view (for the global /average/).
+    web_host: str = "127.0.0.1"
+    #: How long /average/ waits for another worker's share.
+    peer_timeout_seconds: float = 2.0
+    #: A worker silent this long is dropped from the group and its partitions move to the others.
+    broker_session_timeout_seconds: float = 10.0
 
     @property
     def forced_failures(self) -> dict[str, int | None]:
@@ -98,6 +104,9 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"RETRY_DELAY_SECONDS must be >= 0, got {s.retry_delay_seconds}")
     if not 0.0 <= s.failure_rate <= 1.0:
         raise SettingsError(f"FAILURE_RATE must be between 0 and 1, got {s.failure_rate}")
+    if s.broker_session_timeout_seconds < 6:
+        raise SettingsError(f"BROKER_SESSION_TIMEOUT_SECONDS must be >= 6 (heartbeats every 3s), "
+                            f"got {s.broker_session_timeout_seconds}")
     if s.partitions < 1:
         raise SettingsError(f"PARTITIONS must be >= 1, got {s.partitions}")
     if not s.table_store.startswith(("memory://", "rocksdb://")):

@@ -7,7 +7,10 @@ Ordering rules that keep the aggregate exact across crashes:
   records the source offset as applied, so a crash in between replays the
   record instead of losing it;
 - an original is marked pending before its retry copy is sent, so the retry
-  agent never mistakes a fresh copy for a stale one.
+  agent never mistakes a fresh copy for a stale one;
+- records are applied strictly in offset order per partition: an offset at or
+  below the last applied one is a replay and skipped, one beyond the next
+  expected means the consumer skipped records, which are read and applied first.
 """
 from __future__ import annotations
 
@@ -15,11 +18,12 @@ import asyncio
 import logging
 import time
 
-from faust.types import EventT
+from faust.types import TP, EventT
 
-from app import current_summary, dlq_topic, failures, order_codec, retry_topic, settings, stats_table
+from app import app, current_summary, dlq_topic, failures, order_codec, retry_topic, settings, stats_table
 from avro_codec import AvroCodecError
 
+from .missed_records import read_range
 from .order_logic import InvalidOrder, SimulatedFailure, process_order, validate
 from .partition_state import PartitionState
 from .retry_headers import Attempt, attempt_of, describe, dlq_headers, retry_headers
@@ -49,8 +53,33 @@ def _label(record: dict | None, msg) -> str:
     return f"{order_id or '<no orderId>'} ({msg.topic}[{msg.partition}]@{msg.offset})"
 
 
+async def _next_offset(msg) -> int:
+    applied = _state(msg.partition).applied.get(msg.topic)
+    if applied is not None:
+        return applied + 1
+    tp = TP(msg.topic, msg.partition)
+    return (await app.consumer.earliest_offsets(tp))[tp]
+
+
 async def handle(event: EventT, *, is_retry: bool) -> None:
+    """Apply the event's record, after any records of its partition that the consumer skipped."""
     msg = event.message
+    expected = await _next_offset(msg)
+    if msg.offset < expected:
+        log.info("skip %s[%d]@%d: applied before a restart", msg.topic, msg.partition, msg.offset)
+        return
+    if msg.offset > expected:
+        log.warning("%s[%d]: consumer delivered offset %d but %d was next; reading the records in between",
+                    msg.topic, msg.partition, msg.offset, expected)
+        missed = await read_range(settings.kafka_bootstrap_servers, msg.topic, msg.partition, expected, msg.offset)
+        log.warning("%s[%d]: applying %d skipped record(s) first", msg.topic, msg.partition, len(missed))
+        for record in missed:
+            await _apply(record, is_retry)
+    await _apply(msg, is_retry)
+
+
+async def _apply(msg, is_retry: bool) -> None:
+    """Process one record: the event's message, or a record read directly from the same partition."""
     attempt = attempt_of(msg.topic, msg.partition, msg.offset, msg.headers) if is_retry \
         else Attempt(msg.topic, msg.partition, msg.offset)
 
@@ -68,9 +97,6 @@ async def handle(event: EventT, *, is_retry: bool) -> None:
 
     # From here to each _save, no await: the read-modify-write of the partition's state is atomic.
     state = _state(msg.partition)
-    if state.is_applied(msg.topic, msg.offset):
-        log.info("skip %s: applied before a restart", label)
-        return
     if is_retry and attempt.origin_key not in state.pending:
         log.info("skip %s: stale retry copy of %s, already resolved", label, attempt.origin_key)
         state.mark_applied(msg.topic, msg.offset)
@@ -86,15 +112,14 @@ async def handle(event: EventT, *, is_retry: bool) -> None:
         log.info("processed %s %s %.2f (attempt %d) | orders=%d average=%.2f", record["orderId"],
                  record["product"], record["price"], attempt.number, summary["orders"], summary["average"])
     elif isinstance(error, SimulatedFailure) and attempt.number <= settings.max_retries:
-        await _send_retry(event, attempt, error, label)
+        await _send_retry(msg, attempt, error, label)
     else:
         reason = EXHAUSTED if isinstance(error, SimulatedFailure) else \
             UNDECODABLE if isinstance(error, AvroCodecError) else INVALID
-        await _send_dead_letter(event, attempt, reason, error, label)
+        await _send_dead_letter(msg, attempt, reason, error, label)
 
 
-async def _send_retry(event: EventT, attempt: Attempt, error: Exception, label: str) -> None:
-    msg = event.message
+async def _send_retry(msg, attempt: Attempt, error: Exception, label: str) -> None:
     state = _state(msg.partition)
     state.pending.add(attempt.origin_key)
     _save(msg.partition, state)
@@ -113,8 +138,7 @@ async def _send_retry(event: EventT, attempt: Attempt, error: Exception, label: 
                 settings.max_retries + 1, error, settings.retry_delay_seconds)
 
 
-async def _send_dead_letter(event: EventT, attempt: Attempt, reason: str, error: Exception, label: str) -> None:
-    msg = event.message
+async def _send_dead_letter(msg, attempt: Attempt, reason: str, error: Exception, label: str) -> None:
     sent = await dlq_topic.send(key=msg.key, value=msg.value, headers=dlq_headers(attempt, reason, error, _now_ms()))
     await sent
 

@@ -264,3 +264,24 @@ def orders_with_prices(prefix: str, count: int) -> list[dict]:
 
 def micros(orders: list[dict]) -> int:
     return sum(int(order["price"] * 1_000_000) for order in orders)
+
+
+def drained(total: int) -> Callable[[dict], bool]:
+    """True once every order is either counted or dead-lettered, and no retry is in flight."""
+    return lambda s: s["orders"] + s["dead_letters"] >= total and s["in_retry"] == 0
+
+
+def assert_exact(orders: list[dict], summary: dict, dead_letters: list[Record]) -> None:
+    """The invariant: each order counted exactly once, or in the DLQ (copies share one dedupe key)."""
+    from agents import retry_headers as h
+    by_origin: dict[tuple, Record] = {}
+    for record in dead_letters:
+        origin = (record.headers[h.ORIGINAL_TOPIC], record.headers[h.ORIGINAL_PARTITION],
+                  record.headers[h.ORIGINAL_OFFSET])
+        assert by_origin.setdefault(origin, record).key == record.key, "one dedupe key, two orders"
+    dead_ids = {record.key.decode() for record in by_origin.values()}
+    assert len(dead_ids) == len(by_origin), "an order dead-lettered from two originals"
+    counted = [order for order in orders if order["orderId"] not in dead_ids]
+    assert summary["dead_letters"] == len(by_origin)
+    assert summary["orders"] == len(counted)
+    assert summary["total_price_micros"] == micros(counted)

@@ -100,24 +100,29 @@ def test_orders_that_can_never_succeed_go_to_the_dlq_at_once(names, start_worker
     assert record_count(names.retry) == 0
 
 
-def test_aggregate_survives_a_worker_restart_and_keeps_counting(names, start_worker, order_codec):
+def test_aggregate_survives_a_clean_restart_and_resumes_where_it_left_off(names, start_worker, order_codec):
     worker = start_worker("first")
     wait_for_topics(names.orders)
     before = orders_with_prices("r", 30)
     produce_orders(order_codec, names.orders, before)
     worker.wait_for(lambda s: s["orders"] >= len(before), 60, "first batch counted")
-    assert worker.stop() == 0
+    assert worker.stop() == 0, "SIGTERM should end the worker cleanly"
 
+    while_down = orders_with_prices("d", 10)
+    produce_orders(order_codec, names.orders, while_down)
     restarted = start_worker("second")
-    summary = restarted.wait_for(lambda s: s["orders"] >= len(before), 60, "state recovered")
-    assert summary["orders"] == len(before)
-    assert summary["total_price_micros"] == micros(before)
+    expected = before + while_down
+    summary = restarted.wait_for(lambda s: s["orders"] >= len(expected), 60, "state recovered and resumed")
+    assert summary["orders"] == len(expected)
+    assert summary["total_price_micros"] == micros(expected)
+    # Resumed where it left off: no order is processed twice (a replayed record is recognised and skipped).
+    assert restarted.log_path.read_text().count("processed ") == len(while_down)
 
     after = orders_with_prices("s", 20)
     produce_orders(order_codec, names.orders, after)
-    summary = restarted.wait_for(lambda s: s["orders"] >= len(before) + len(after), 60, "second batch counted")
-    assert summary["orders"] == len(before) + len(after)
-    assert summary["total_price_micros"] == micros(before) + micros(after)
+    summary = restarted.wait_for(lambda s: s["orders"] >= len(expected) + len(after), 60, "later orders counted")
+    assert summary["orders"] == len(expected) + len(after)
+    assert summary["total_price_micros"] == micros(expected + after)
 
 
 def test_faust_send_command_lands_an_order_in_the_aggregate(names, start_worker):

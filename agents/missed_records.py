@@ -1,0 +1,33 @@
+"""Reads records that the Faust consumer skipped, straight from the partition.
+
+Around rebalances and restarts Faust can deliver a record beyond the next
+unprocessed one and commit past the skipped offsets (prefetched records,
+faust-streaming issues 216 and 221; seen here when a worker was killed). The
+agents know the last offset they applied per partition, so when a record
+arrives past `last applied + 1` they fetch the records in between with a
+short-lived consumer of their own and apply them first. Offsets that hold no
+record (retention, transaction markers) simply yield nothing.
+"""
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+
+async def read_range(bootstrap_servers: str, topic: str, partition: int, start: int, end: int
+                     ) -> list[ConsumerRecord]:
+    """Records of topic/partition with start <= offset < end, in order."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        records: list[ConsumerRecord] = []
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1000)
+            records.extend(record for record in batch.get(tp, []) if start <= record.offset < end)
+        return records
+    finally:
+        await consumer.stop()

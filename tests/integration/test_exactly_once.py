@@ -1,0 +1,116 @@
+"""After crashes, restarts, outages and a lost worker, every order is counted exactly once or dead-lettered.
+
+Runs are reproducible: simulated failures and kill moments come from fixed seeds.
+"""
+import random
+import subprocess
+import sys
+import time
+
+from .conftest import (STACK, assert_exact, drained, orders_with_prices, produce_orders, read_all, wait_for_topics,
+                       wait_until)
+
+SEED = 20261126
+FLAKY = dict(PARTITIONS=6, FAILURE_RATE=0.1, FAILURE_SEED=SEED, RETRY_DELAY_SECONDS=0.2, MAX_RETRIES=3)
+
+
+def stack(command: str) -> None:
+    subprocess.run([sys.executable, str(STACK), command], check=True, timeout=180)
+
+
+def test_aggregate_is_exact_after_repeated_sigkills(names, start_worker, order_codec, capsys):
+    orders = orders_with_prices("k", 20_000)
+    rng = random.Random(SEED)
+    worker = start_worker("run-0", **FLAKY)
+    wait_for_topics(names.orders)
+    produce_orders(order_codec, names.orders, orders)
+
+    recoveries = []
+    for kill in range(1, 4):
+        seen = worker.wait_for(lambda s: s["orders"] > 0, 60, "processing under way")["orders"]
+        worker.wait_for(lambda s: s["orders"] >= seen + 300, 60, "progress before the kill")
+        time.sleep(rng.uniform(0.2, 2.0))
+        before = worker.summary()
+        assert before["orders"] + before["dead_letters"] < len(orders), "killed after the work was done"
+        worker.kill()
+        killed_at = time.monotonic()
+        worker = start_worker(f"run-{kill}", **FLAKY)
+        worker.wait_for(lambda s: s["orders"] > before["orders"], 120, "progress past the pre-kill count")
+        recoveries.append(time.monotonic() - killed_at)
+
+    summary = worker.wait_for(drained(len(orders)), 300, "all orders resolved")
+    time.sleep(3)
+    assert worker.summary() == summary, "the aggregate moved after it had drained"
+    assert_exact(orders, summary, read_all(names.dlq))
+    with capsys.disabled():
+        print(f"\n[crash] {len(orders)} orders, 3 SIGKILLs survived; seconds from kill to progress past the "
+              f"pre-kill count: {', '.join(f'{r:.1f}' for r in recoveries)}; final {summary}")
+
+
+def test_worker_rides_out_a_broker_restart(names, start_worker, order_codec):
+    orders = orders_with_prices("b", 4_000)
+    worker = start_worker(**FLAKY)
+    wait_for_topics(names.orders)
+    produce_orders(order_codec, names.orders, orders)
+    worker.wait_for(lambda s: s["orders"] >= 500, 60, "processing under way")
+
+    stack("stop-broker")
+    try:
+        time.sleep(3)
+    finally:
+        stack("start-broker")
+
+    summary = worker.wait_for(drained(len(orders)), 240, "all orders resolved after the broker restart")
+    assert_exact(orders, summary, read_all(names.dlq))
+
+
+def test_registry_outage_holds_unknown_schema_ids_and_loses_nothing(names, start_worker, order_codec):
+    from avro_codec import AvroRecordCodec
+    worker = start_worker()
+    wait_for_topics(names.orders)
+    first = orders_with_prices("v1a", 10)
+    produce_orders(order_codec, names.orders, first)
+    worker.wait_for(lambda s: s["orders"] >= 10, 60, "v1 orders counted")
+
+    v2_schema = {**order_codec.raw_schema, "fields": order_codec.raw_schema["fields"] + [
+        {"name": "quantity", "type": "int", "default": 1}]}
+    v2 = AvroRecordCodec(order_codec.registry, v2_schema, subject=order_codec.subject)
+    later = [{**order, "quantity": 2} for order in orders_with_prices("v2", 5)]
+    v2_bytes = [v2.encode(order) for order in later]  # registers v2 while the registry is up
+    assert v2.schema_id != order_codec.schema_id
+
+    stack("stop-registry")
+    try:
+        cached = orders_with_prices("v1b", 10)
+        produce_orders(order_codec, names.orders, cached)
+        worker.wait_for(lambda s: s["orders"] >= 20, 60, "orders with a cached schema id counted")
+        from .conftest import produce
+        produce(names.orders, [(o["orderId"].encode(), data) for o, data in zip(later, v2_bytes)])
+        time.sleep(8)
+        held = worker.summary()
+        assert (held["orders"], held["dead_letters"]) == (20, 0), held
+        assert "retrying in" in worker.log_path.read_text()
+    finally:
+        stack("start-registry")
+
+    summary = worker.wait_for(lambda s: s["orders"] >= 25, 120, "held orders counted once the registry is back")
+    assert (summary["orders"], summary["dead_letters"]) == (25, 0)
+    all_orders = first + cached + [{k: v for k, v in o.items() if k != "quantity"} for o in later]
+    assert_exact(all_orders, summary, read_all(names.dlq))
+
+
+def test_survivors_take_over_a_killed_workers_partitions_and_agree(names, start_worker, order_codec):
+    settings = dict(FLAKY, BROKER_SESSION_TIMEOUT_SECONDS=10)
+    workers = [start_worker(f"w{i}", **settings) for i in range(3)]
+    wait_for_topics(names.orders)
+    orders = orders_with_prices("x", 6_000)
+    produce_orders(order_codec, names.orders, orders)
+    workers[0].wait_for(lambda s: s["orders"] >= 1_000, 120, "processing under way")
+
+    workers[1].kill()
+    survivors = [workers[0], workers[2]]
+    summary = survivors[0].wait_for(drained(len(orders)), 300, "all orders resolved by the survivors")
+    assert summary["unreachable_workers"] == []
+    assert summary["partitions"] == 6
+    assert_exact(orders, summary, read_all(names.dlq))
+    assert survivors[1].summary() == summary
