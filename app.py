@@ -17,19 +17,23 @@ from faust.serializers import codecs
 from agents.order_logic import FailureSimulator
 from agents.partition_state import PartitionState, summarize
 from peer_stats import gather_partition_states
-from avro_codec import AvroRecordCodec, SchemaCache, load_schema
+from avro_codec import AvroRecordCodec, RegistryUnavailable, SchemaCache, load_schema
 from avro_codec.cli_values import ORDER_CODEC_NAME, OrderSerializers
 from settings import SettingsError, load_settings
-from topic_setup import ensure_topics
+from topic_setup import TopicSetupError, ensure_topics
 
 try:
     settings = load_settings()
 except SettingsError as exc:
     raise SystemExit(f"orders-app: configuration error: {exc}") from None
 
+log = logging.getLogger("orders")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per registry request otherwise
+EXIT_CANNOT_START = 3
 
-ORDER_SCHEMA = Path(__file__).resolve().parent / "schemas" / "order.avsc"
+# The newest schema: it reads records of every earlier version (defaults fill the new fields),
+# and `faust send` / `produce-orders` write it.
+ORDER_SCHEMA = Path(__file__).resolve().parent / "schemas" / "order-v2.avsc"
 
 # The codec must be registered before any topic or command names it.
 registry = SchemaCache(settings.schema_registry_url)
@@ -41,7 +45,12 @@ class OrdersApp(faust.App):
     async def on_start(self) -> None:
         await super().on_start()
         # Runs before the consumer starts, so the first assignment covers every partition.
-        await asyncio.to_thread(ensure_topics, settings)
+        try:
+            await asyncio.to_thread(ensure_topics, settings, settings.startup_timeout_seconds)
+            await asyncio.to_thread(registry.wait_until_reachable, settings.startup_timeout_seconds)
+        except (TopicSetupError, RegistryUnavailable) as exc:
+            log.error("orders-app cannot start: %s", exc)
+            raise SystemExit(EXIT_CANNOT_START) from None
 
 
 app = OrdersApp(
@@ -58,6 +67,8 @@ app = OrdersApp(
     # No standbys: each worker's table holds only the partitions it owns, which
     # is what /partition-stats/ reports; a new owner replays the changelog.
     table_standby_replicas=0,
+    # Room for a dead letter: the original record (up to the broker's 2 MiB limit) plus headers.
+    producer_max_request_size=2_097_152,
 )
 
 

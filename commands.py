@@ -31,7 +31,7 @@ def order_producer() -> SerializingProducer:
 
 def random_order() -> dict:
     return {"orderId": f"o-{uuid.uuid4().hex[:8]}", "product": random.choice(PRODUCTS),
-            "price": round(random.uniform(5, 2000), 2)}
+            "price": round(random.uniform(5, 2000), 2), "quantity": random.randint(1, 3), "currency": "USD"}
 
 
 @app.command(
@@ -40,7 +40,7 @@ def random_order() -> dict:
 )
 async def produce_orders(self, count: int, interval: float) -> None:
     """Send random orders to the orders topic, keyed by orderId, printing each delivery."""
-    ensure_topics(settings)
+    ensure_topics(settings, settings.startup_timeout_seconds)
     producer = order_producer()
     failed = []
 

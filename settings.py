@@ -43,6 +43,8 @@ class Settings:
     web_bind: str = "127.0.0.1"
     #: Host name other workers use to reach this one's web view (for the global /average/).
     web_host: str = "127.0.0.1"
+    #: How long a starting worker waits for Kafka and the registry before it gives up and exits.
+    startup_timeout_seconds: float = 60.0
     #: How long /average/ waits for another worker's share.
     peer_timeout_seconds: float = 2.0
     #: A worker silent this long is dropped from the group and its partitions move to the others.

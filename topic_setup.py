@@ -22,14 +22,15 @@ class TopicSetupError(RuntimeError):
     """The topics cannot be made to fit the settings."""
 
 
-def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+def ensure_topics(settings: Settings, timeout_s: float) -> None:
+    # librdkafka's own log would print a line per failed connection; the retries below say it once each.
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 2})
     wanted = (settings.orders_topic, settings.retry_topic, settings.dlq_topic)
     deadline = time.monotonic() + timeout_s
     delay = 0.5
     while True:
         try:
-            existing = admin.list_topics(timeout=10).topics
+            existing = admin.list_topics(timeout=max(1.0, min(2.0, deadline - time.monotonic()))).topics
             missing = [name for name in wanted if name not in existing]
             if not missing:
                 break
@@ -42,7 +43,7 @@ def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
                     if "TOPIC_ALREADY_EXISTS" not in str(exc):
                         raise
         except KafkaException as exc:
-            if time.monotonic() > deadline:
+            if time.monotonic() + delay > deadline:
                 raise TopicSetupError(f"Kafka at {settings.kafka_bootstrap_servers} did not answer within "
                                       f"{timeout_s:.0f}s: {exc}") from exc
             log.warning("Kafka at %s not ready (%s); retrying in %.1fs", settings.kafka_bootstrap_servers, exc, delay)

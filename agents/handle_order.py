@@ -26,13 +26,19 @@ from avro_codec import AvroCodecError
 from .missed_records import read_range
 from .order_logic import InvalidOrder, SimulatedFailure, process_order, validate
 from .partition_state import PartitionState
-from .retry_headers import Attempt, attempt_of, describe, dlq_headers, retry_headers
+from .retry_headers import (ATTEMPT, ORIGINAL_TOPIC, Attempt, describe, dlq_headers, retry_attempt,
+                            retry_headers)
 
 log = logging.getLogger("orders")
 
 UNDECODABLE = "undecodable"
 INVALID = "invalid-order"
 EXHAUSTED = "retries-exhausted"
+FOREIGN = "not-a-retry-record"
+
+
+class NotARetryRecord(ValueError):
+    """A record on the retry topic that this app did not write."""
 
 
 def _now_ms() -> int:
@@ -80,8 +86,11 @@ async def handle(event: EventT, *, is_retry: bool) -> None:
 
 async def _apply(msg, is_retry: bool) -> None:
     """Process one record: the event's message, or a record read directly from the same partition."""
-    attempt = attempt_of(msg.topic, msg.partition, msg.offset, msg.headers) if is_retry \
-        else Attempt(msg.topic, msg.partition, msg.offset)
+    attempt = retry_attempt(msg.headers) if is_retry else Attempt(msg.topic, msg.partition, msg.offset)
+    if attempt is None:
+        error = NotARetryRecord(f"no valid {ATTEMPT}/{ORIGINAL_TOPIC}/... headers: not written by this app")
+        await _send_dead_letter(msg, Attempt(msg.topic, msg.partition, msg.offset), FOREIGN, error, _label(None, msg))
+        return
 
     while is_retry and (wait_ms := attempt.not_before_ms - _now_ms()) > 0:
         await asyncio.sleep(wait_ms / 1000)
@@ -109,8 +118,9 @@ async def _apply(msg, is_retry: bool) -> None:
         state.mark_applied(msg.topic, msg.offset)
         _save(msg.partition, state)
         summary = current_summary()
-        log.info("processed %s %s %.2f (attempt %d) | orders=%d average=%.2f", record["orderId"],
-                 record["product"], record["price"], attempt.number, summary["orders"], summary["average"])
+        log.info("processed %s %s %.2f %s x%s (attempt %d) | orders=%d average=%.2f", record["orderId"],
+                 record["product"], record["price"], record.get("currency", "?"), record.get("quantity", "?"),
+                 attempt.number, summary["orders"], summary["average"])
     elif isinstance(error, SimulatedFailure) and attempt.number <= settings.max_retries:
         await _send_retry(msg, attempt, error, label)
     else:

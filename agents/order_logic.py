@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 MICROS_PER_UNIT = 1_000_000
+MAX_ORDER_ID_CHARS = 200
+MAX_PRODUCT_CHARS = 1_000
 
 
 class InvalidOrder(ValueError):
@@ -36,13 +38,18 @@ def validate(record: Mapping[str, Any]) -> Order:
     price = record.get("price")
     if not isinstance(order_id, str) or not order_id.strip():
         raise InvalidOrder("orderId is empty")
+    if len(order_id) > MAX_ORDER_ID_CHARS:
+        raise InvalidOrder(f"orderId has {len(order_id)} characters, more than {MAX_ORDER_ID_CHARS}")
+    product = record.get("product", "")
+    if not isinstance(product, str) or len(product) > MAX_PRODUCT_CHARS:
+        raise InvalidOrder(f"product name has {len(product)} characters, more than {MAX_PRODUCT_CHARS}")
     if not isinstance(price, (int, float)) or isinstance(price, bool):
         raise InvalidOrder(f"price {price!r} is not a number")
     if not math.isfinite(price):
         raise InvalidOrder(f"price {price} is not finite")
     if price < 0:
         raise InvalidOrder(f"price {price} is negative")
-    return Order(order_id, str(record.get("product", "")), float(price))
+    return Order(order_id, product, float(price))
 
 
 class FailureSimulator:

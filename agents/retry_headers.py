@@ -50,8 +50,8 @@ def _as_dict(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None) 
     return dict(headers.items() if isinstance(headers, Mapping) else headers)
 
 
-def attempt_of(topic: str, partition: int, offset: int, headers: Any) -> Attempt:
-    """The attempt a record stands for: a retry copy's headers, or a first attempt at this record."""
+def retry_attempt(headers: Any) -> Attempt | None:
+    """The attempt a retry record stands for, or None when its headers are missing or garbled."""
     found = _as_dict(headers)
     try:
         return Attempt(
@@ -63,7 +63,7 @@ def attempt_of(topic: str, partition: int, offset: int, headers: Any) -> Attempt
             not_before_ms=int(found.get(NOT_BEFORE_MS, b"0")),
         )
     except (KeyError, ValueError, UnicodeDecodeError):
-        return Attempt(topic, partition, offset)
+        return None
 
 
 def describe(exc: BaseException) -> str:

@@ -36,6 +36,7 @@ class AvroRecordCodec(Codec):
         self.schema = fastavro.parse_schema(schema)
         self._canonical = to_parsing_canonical_form(self.schema)
         self._field_names = {field["name"] for field in schema["fields"]}
+        self._defaults = {field["name"]: field["default"] for field in schema["fields"] if "default" in field}
         self._schema_id: int | None = None
         # writer schema id -> reader schema to resolve to (None when identical)
         self._resolution: dict[int, dict[str, Any] | None] = {}
@@ -62,6 +63,7 @@ class AvroRecordCodec(Codec):
             raise AvroCodecError("does-not-fit-schema",
                                  f"unknown field(s) {sorted(unknown)}; {self.raw_schema['name']} has "
                                  f"{sorted(self._field_names)}")
+        obj = {**self._defaults, **obj}
         try:
             validate(obj, self.schema, raise_errors=True)
         except ValidationError as exc:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import fastavro
@@ -60,6 +61,21 @@ class SchemaCache:
                 self._client = SchemaRegistryClient(base, timeout=self._timeout)
             return self._client
 
+    def wait_until_reachable(self, timeout_s: float) -> None:
+        """Block until the registry answers, retrying with backoff; RegistryUnavailable after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.5
+        while True:
+            try:
+                self.client
+                return
+            except RegistryUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    raise RegistryUnavailable(f"{exc} (gave up after {timeout_s:.0f}s)") from exc
+                log.warning("%s; retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, self._max_backoff_s)
+
     @property
     def base_url(self) -> str:
         return str(self.client.conf["url"])
@@ -72,9 +88,11 @@ class SchemaCache:
             return self.client.register(subject, json.dumps(schema), timeout=self._timeout)
         except ClientError as exc:
             if exc.http_code is not None and exc.http_code < 500:
-                raise AvroCodecError("schema-rejected",
-                                     f"the registry refused the schema for {subject}: {exc.server_traceback or exc}"
-                                     ) from exc
+                body = exc.server_traceback
+                detail = body.get("message", body) if isinstance(body, dict) else body or str(exc)
+                why = ", incompatible with the version registered before" if exc.http_code == 409 else ""
+                raise AvroCodecError("schema-rejected", f"the registry refused the schema for {subject} "
+                                     f"(HTTP {exc.http_code}{why}): {detail}") from exc
             raise RegistryUnavailable(f"registering {subject} failed: {exc}") from exc
         except httpx.HTTPError as exc:
             raise RegistryUnavailable(f"registering {subject} failed: {exc}") from exc

@@ -197,7 +197,7 @@ def create_topic(name: str, partitions: int = 1) -> None:
 
 def produce(topic: str, records: list[tuple[bytes | None, bytes | None]],
             headers: list[tuple[str, bytes]] | None = None) -> None:
-    producer = Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True})
+    producer = Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "message.max.bytes": 2_097_152})
     errors: list = []
     for key, value in records:
         producer.produce(topic, key=key, value=value, headers=headers,

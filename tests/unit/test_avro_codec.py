@@ -2,6 +2,7 @@ import asyncio
 import io
 import json
 import struct
+from datetime import timedelta
 from pathlib import Path
 
 import fastavro
@@ -112,7 +113,7 @@ def test_unframe_splits_id_and_body():
     assert (schema_id, bytes(body)) == (258, b"xyz")
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=timedelta(milliseconds=500))
 @given(st.binary(max_size=64))
 def test_random_bytes_raise_only_the_codec_error(data):
     registry = InMemorySchemaCache()
@@ -123,3 +124,17 @@ def test_random_bytes_raise_only_the_codec_error(data):
             codec.loads(candidate)
         except AvroCodecError:
             pass
+
+
+SCHEMA_V2 = load_schema(Path(__file__).resolve().parents[2] / "schemas" / "order-v2.avsc")
+
+
+def test_version_1_records_read_with_version_2_defaults(registry):
+    registry.add(1, SCHEMA)
+    reader = AvroRecordCodec(registry, SCHEMA_V2, subject="orders-value")
+    assert reader.loads(frame(1, avro_body(SCHEMA, ORDER))) == {**ORDER, "quantity": 1, "currency": "USD"}
+
+
+def test_encoding_fills_defaults_for_fields_left_out(registry):
+    codec = AvroRecordCodec(registry, SCHEMA_V2, subject="orders-value")
+    assert codec.loads(codec.dumps(ORDER)) == {**ORDER, "quantity": 1, "currency": "USD"}

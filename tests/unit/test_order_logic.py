@@ -17,6 +17,8 @@ def test_valid_order_is_accepted():
     {"orderId": "", "product": "x", "price": 1.0},
     {"orderId": "   ", "product": "x", "price": 1.0},
     {"product": "x", "price": 1.0},
+    {"orderId": "o-1", "product": "x" * 1_000_001, "price": 1.0},
+    {"orderId": "o" * 201, "product": "x", "price": 1.0},
 ])
 def test_invalid_orders_are_refused(record):
     with pytest.raises(InvalidOrder):
