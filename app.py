@@ -18,6 +18,7 @@ from agents.order_logic import FailureSimulator
 from agents.partition_state import PartitionState, summarize
 from peer_stats import gather_partition_states
 from avro_codec import AvroRecordCodec, RegistryUnavailable, SchemaCache, load_schema
+from kafka_security import faust_credentials, registry_auth
 from avro_codec.cli_values import ORDER_CODEC_NAME, OrderSerializers
 from settings import SettingsError, load_settings
 from topic_setup import TopicSetupError, ensure_topics
@@ -36,7 +37,7 @@ EXIT_CANNOT_START = 3
 ORDER_SCHEMA = Path(__file__).resolve().parent / "schemas" / "order-v2.avsc"
 
 # The codec must be registered before any topic or command names it.
-registry = SchemaCache(settings.schema_registry_url)
+registry = SchemaCache(settings.schema_registry_url, auth=registry_auth(settings))
 order_codec = AvroRecordCodec(registry, load_schema(ORDER_SCHEMA), subject=f"{settings.orders_topic}-value")
 codecs.register(ORDER_CODEC_NAME, order_codec)
 
@@ -56,6 +57,7 @@ class OrdersApp(faust.App):
 app = OrdersApp(
     settings.app_id,
     broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+    broker_credentials=faust_credentials(settings),
     store=settings.table_store,
     # `faust -A app send orders '<json>'` encodes with the app's default value serializer.
     value_serializer=ORDER_CODEC_NAME,

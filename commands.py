@@ -13,19 +13,22 @@ from confluent_kafka.serialization import StringSerializer
 from faust.cli import option
 
 from app import ORDER_SCHEMA, app, registry, settings
+from kafka_security import confluent_config, registry_auth
 from topic_setup import ensure_topics
 
 PRODUCTS = ["Laptop", "Phone", "Tablet", "Monitor", "Keyboard", "Mouse", "Headphones", "Camera"]
 
 
 def order_producer() -> SerializingProducer:
-    registry_client = SchemaRegistryClient({"url": registry.base_url})
+    registry_config = {"url": registry.base_url}
+    if (auth := registry_auth(settings)) is not None:
+        registry_config["basic.auth.user.info"] = ":".join(auth)
     return SerializingProducer({
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **confluent_config(settings),
         "enable.idempotence": True,
         "acks": "all",
         "key.serializer": StringSerializer("utf_8"),
-        "value.serializer": AvroSerializer(registry_client, ORDER_SCHEMA.read_text()),
+        "value.serializer": AvroSerializer(SchemaRegistryClient(registry_config), ORDER_SCHEMA.read_text()),
     })
 
 

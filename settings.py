@@ -15,6 +15,22 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class Secret:
+    """A password: printing or logging it shows stars, `.value` gives it to the client that needs it."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
 class Settings:
     #: Kafka bootstrap servers, comma separated.
     kafka_bootstrap_servers: str = "localhost:9092"
@@ -37,6 +53,20 @@ class Settings:
     failure_seed: int | None = None
     #: Orders that fail on purpose, e.g. "o-1:2,o-9:always": o-1 fails its first 2 attempts.
     simulated_failures: str = ""
+    #: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    kafka_security_protocol: str = "PLAINTEXT"
+    #: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL_* protocol).
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: Secret | None = None
+    #: CA bundle that signed the brokers' certificates (SSL, SASL_SSL); empty: the system's.
+    kafka_ssl_cafile: str = ""
+    #: Client certificate and key, for brokers that require TLS client authentication.
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    #: Basic auth for the schema registry; empty: none.
+    schema_registry_username: str = ""
+    schema_registry_password: Secret | None = None
     #: Faust table store: memory:// or rocksdb://.
     table_store: str = "memory://"
     #: Address the web view binds to; 0.0.0.0 serves other hosts too.
@@ -92,6 +122,9 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         raw = environ.get(field.name.upper())
         if raw is None or raw.strip() == "":
             continue
+        if str(field.type) == "Secret | None":
+            values[field.name] = Secret(raw)
+            continue
         kind = {"int": int, "float": float, "int | None": int}.get(str(field.type), str)
         values[field.name] = _convert(field.name, raw.strip(), kind)
     settings = Settings(**values)  # type: ignore[arg-type]
@@ -119,3 +152,15 @@ def _check(s: Settings) -> None:
     if len(set(topics)) != 3:
         raise SettingsError(f"ORDERS_TOPIC, RETRY_TOPIC and DLQ_TOPIC must differ, got {topics}")
     parse_forced_failures(s.simulated_failures)
+    if s.kafka_security_protocol not in SECURITY_PROTOCOLS:
+        raise SettingsError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, "
+                            f"got {s.kafka_security_protocol!r}")
+    if s.kafka_security_protocol.startswith("SASL_"):
+        if s.kafka_sasl_mechanism not in SASL_MECHANISMS:
+            raise SettingsError(f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, "
+                                f"got {s.kafka_sasl_mechanism!r}")
+        if not s.kafka_sasl_username or s.kafka_sasl_password is None:
+            raise SettingsError(f"KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} needs KAFKA_SASL_USERNAME "
+                                f"and KAFKA_SASL_PASSWORD")
+    if bool(s.schema_registry_username) != (s.schema_registry_password is not None):
+        raise SettingsError("SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD go together")

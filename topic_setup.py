@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from kafka_security import confluent_config
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,9 @@ class TopicSetupError(RuntimeError):
 
 def ensure_topics(settings: Settings, timeout_s: float) -> None:
     # librdkafka's own log would print a line per failed connection; the retries below say it once each.
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 2})
+    # Authentication failures reach only the error callback; list_topics reports them as a transport error.
+    client_errors: list[KafkaError] = []
+    admin = AdminClient({**confluent_config(settings), "log_level": 2, "error_cb": client_errors.append})
     wanted = (settings.orders_topic, settings.retry_topic, settings.dlq_topic)
     deadline = time.monotonic() + timeout_s
     delay = 0.5
@@ -43,6 +46,12 @@ def ensure_topics(settings: Settings, timeout_s: float) -> None:
                     if "TOPIC_ALREADY_EXISTS" not in str(exc):
                         raise
         except KafkaException as exc:
+            admin.poll(0)
+            refused = [error for error in client_errors if error.code() == KafkaError._AUTHENTICATION]
+            if refused:
+                raise TopicSetupError(f"Kafka at {settings.kafka_bootstrap_servers} refused the credentials of "
+                                      f"user {settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism}): "
+                                      f"{refused[0].str()}") from None
             if time.monotonic() + delay > deadline:
                 raise TopicSetupError(f"Kafka at {settings.kafka_bootstrap_servers} did not answer within "
                                       f"{timeout_s:.0f}s: {exc}") from exc

@@ -22,6 +22,7 @@ from faust.types import TP, EventT
 
 from app import app, current_summary, dlq_topic, failures, order_codec, retry_topic, settings, stats_table
 from avro_codec import AvroCodecError
+from kafka_security import aiokafka_config
 
 from .missed_records import read_range
 from .order_logic import InvalidOrder, SimulatedFailure, process_order, validate
@@ -77,7 +78,7 @@ async def handle(event: EventT, *, is_retry: bool) -> None:
     if msg.offset > expected:
         log.warning("%s[%d]: consumer delivered offset %d but %d was next; reading the records in between",
                     msg.topic, msg.partition, msg.offset, expected)
-        missed = await read_range(settings.kafka_bootstrap_servers, msg.topic, msg.partition, expected, msg.offset)
+        missed = await read_range(aiokafka_config(settings), msg.topic, msg.partition, expected, msg.offset)
         log.warning("%s[%d]: applying %d skipped record(s) first", msg.topic, msg.partition, len(missed))
         for record in missed:
             await _apply(record, is_retry)

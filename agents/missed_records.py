@@ -10,15 +10,17 @@ record (retention, transaction markers) simply yield nothing.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 
-async def read_range(bootstrap_servers: str, topic: str, partition: int, start: int, end: int
+async def read_range(client_config: dict[str, Any], topic: str, partition: int, start: int, end: int
                      ) -> list[ConsumerRecord]:
-    """Records of topic/partition with start <= offset < end, in order."""
+    """Records of topic/partition with start <= offset < end, in order (`client_config`: aiokafka arguments)."""
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**client_config, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:

@@ -27,8 +27,10 @@ APICURIO_CCOMPAT_PATH = "/apis/ccompat/v7"
 
 
 class SchemaCache:
-    def __init__(self, url: str, *, timeout_s: float = 10.0, max_backoff_s: float = 10.0) -> None:
+    def __init__(self, url: str, *, auth: tuple[str, str] | None = None, timeout_s: float = 10.0,
+                 max_backoff_s: float = 10.0) -> None:
         self.configured_url = url.rstrip("/")
+        self._auth = httpx.BasicAuth(*auth) if auth else None
         self._timeout = httpx.Timeout(timeout_s)
         self._max_backoff_s = max_backoff_s
         self._client: SchemaRegistryClient | None = None
@@ -43,11 +45,14 @@ class SchemaCache:
             candidates.append(self.configured_url + APICURIO_CCOMPAT_PATH)
         for base in candidates:
             try:
-                resp = httpx.get(f"{base}/subjects", timeout=self._timeout)
+                resp = httpx.get(f"{base}/subjects", timeout=self._timeout, auth=self._auth)
             except httpx.HTTPError as exc:
                 raise RegistryUnavailable(f"schema registry at {self.configured_url} unreachable: {exc}") from exc
             if resp.status_code == 200 and resp.text.lstrip().startswith("["):
                 return base
+            if resp.status_code in (401, 403):
+                raise RegistryUnavailable(f"schema registry at {base} refused the credentials "
+                                          f"(HTTP {resp.status_code}); check SCHEMA_REGISTRY_USERNAME/PASSWORD")
         raise RegistryUnavailable(
             f"{self.configured_url} answers neither the Confluent schema registry API nor Apicurio's "
             f"({APICURIO_CCOMPAT_PATH}); check SCHEMA_REGISTRY_URL")
@@ -58,7 +63,7 @@ class SchemaCache:
             if self._client is None:
                 base = self._detect_base_url()
                 log.info("schema registry API at %s", base)
-                self._client = SchemaRegistryClient(base, timeout=self._timeout)
+                self._client = SchemaRegistryClient(base, timeout=self._timeout, auth=self._auth)
             return self._client
 
     def wait_until_reachable(self, timeout_s: float) -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from settings import Settings, SettingsError, load_settings
+from settings import Secret, Settings, SettingsError, load_settings
 
 
 def test_defaults_match_the_documented_ones():
@@ -26,6 +26,10 @@ def test_values_are_read_from_the_environment():
     ({"SCHEMA_REGISTRY_URL": "localhost:8081"}, "SCHEMA_REGISTRY_URL"),
     ({"DLQ_TOPIC": "orders"}, "DLQ_TOPIC"),
     ({"SIMULATED_FAILURES": "o-1:often"}, "SIMULATED_FAILURES"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL"}, "KAFKA_SECURITY_PROTOCOL"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u"}, "KAFKA_SASL_PASSWORD"),
+    ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"),
+    ({"SCHEMA_REGISTRY_USERNAME": "u"}, "SCHEMA_REGISTRY_PASSWORD"),
 ])
 def test_bad_values_are_refused_naming_the_variable(env, words):
     with pytest.raises(SettingsError, match=words):
@@ -34,3 +38,11 @@ def test_bad_values_are_refused_naming_the_variable(env, words):
 
 def test_forced_failures_are_parsed():
     assert Settings(simulated_failures="o-1:2, o-2:always").forced_failures == {"o-1": 2, "o-2": None}
+
+
+def test_passwords_never_print():
+    s = load_settings({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u",
+                       "KAFKA_SASL_PASSWORD": "hunter2", "SCHEMA_REGISTRY_USERNAME": "r",
+                       "SCHEMA_REGISTRY_PASSWORD": "swordfish"})
+    assert s.kafka_sasl_password == Secret("hunter2")
+    assert "hunter2" not in repr(s) and "swordfish" not in repr(s) and "hunter2" not in str(s)
