@@ -20,6 +20,7 @@ from peer_stats import gather_partition_states
 from avro_codec import AvroRecordCodec, RegistryUnavailable, SchemaCache, load_schema
 from kafka_security import faust_credentials, registry_auth
 from avro_codec.cli_values import ORDER_CODEC_NAME, OrderSerializers
+import recovery_watchdog
 from settings import SettingsError, load_settings
 from topic_setup import TopicSetupError, ensure_topics
 
@@ -120,6 +121,14 @@ async def average(web, request):
         app, stats_table.name, owned_partition_states(), timeout_s=settings.peer_timeout_seconds)
     return web.json({**summarize(states.values()), "partitions": len(states), "unreachable_workers": unreachable})
 
+
+def applied_offset(tp: TP) -> int:
+    applied = PartitionState.from_value(stats_table.get(tp.partition)).applied.get(tp.topic)
+    return -1 if applied is None else applied
+
+
+recovery_watchdog.install(app, [orders_topic, retry_topic], applied_offset,
+                          stall_s=max(recovery_watchdog.STALL_SECONDS, 3 * settings.retry_delay_seconds))
 
 import agents.process_orders  # noqa: E402,F401  (registers the agent)
 import agents.retry_orders  # noqa: E402,F401
