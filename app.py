@@ -11,16 +11,16 @@ import logging
 from pathlib import Path
 
 import faust
-from faust.types import TP
 from faust.serializers import codecs
+from faust.types import TP
 
+import recovery_watchdog
 from agents.order_logic import FailureSimulator
 from agents.partition_state import PartitionState, summarize
-from peer_stats import gather_partition_states
 from avro_codec import AvroRecordCodec, RegistryUnavailable, SchemaCache, load_schema
-from kafka_security import faust_credentials, registry_auth
 from avro_codec.cli_values import ORDER_CODEC_NAME, OrderSerializers
-import recovery_watchdog
+from kafka_security import faust_credentials, registry_auth
+from peer_stats import gather_partition_states
 from settings import SettingsError, load_settings
 from topic_setup import TopicSetupError, ensure_topics
 
@@ -123,8 +123,9 @@ async def average(web, request):
 
 
 def applied_offset(tp: TP) -> int:
-    applied = PartitionState.from_value(stats_table.get(tp.partition)).applied.get(tp.topic)
-    return -1 if applied is None else applied
+    """Last offset the agents applied from a source partition; -1 before the first."""
+    expected = PartitionState.from_value(stats_table.get(tp.partition)).next_offset(tp.topic)
+    return -1 if expected is None else expected - 1
 
 
 recovery_watchdog.install(app, [orders_topic, retry_topic], applied_offset,

@@ -61,9 +61,9 @@ def _label(record: dict | None, msg) -> str:
 
 
 async def _next_offset(msg) -> int:
-    applied = _state(msg.partition).applied.get(msg.topic)
-    if applied is not None:
-        return applied + 1
+    expected = _state(msg.partition).next_offset(msg.topic)
+    if expected is not None:
+        return expected
     tp = TP(msg.topic, msg.partition)
     return (await app.consumer.earliest_offsets(tp))[tp]
 

@@ -39,8 +39,10 @@ class PartitionState:
         return {"orders": self.orders, "total_micros": self.total_micros, "retries": self.retries,
                 "dead_letters": self.dead_letters, "applied": self.applied, "pending": sorted(self.pending)}
 
-    def is_applied(self, topic: str, offset: int) -> bool:
-        return offset <= self.applied.get(topic, -1)
+    def next_offset(self, topic: str) -> int | None:
+        """The offset to apply next from this partition of `topic`; None before the first one."""
+        applied = self.applied.get(topic)
+        return None if applied is None else applied + 1
 
     def mark_applied(self, topic: str, offset: int) -> None:
         self.applied[topic] = offset

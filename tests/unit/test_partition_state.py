@@ -7,13 +7,12 @@ def test_state_round_trips_through_its_table_value():
     assert PartitionState.from_value(state.to_value()) == state
 
 
-def test_offsets_up_to_the_last_applied_are_recognised_as_replays():
+def test_the_next_offset_follows_the_last_applied_one_per_topic():
     state = PartitionState()
-    assert not state.is_applied("orders", 0)
+    assert state.next_offset("orders") is None
     state.mark_applied("orders", 4)
-    assert state.is_applied("orders", 4) and state.is_applied("orders", 0)
-    assert not state.is_applied("orders", 5)
-    assert not state.is_applied("orders-retry", 0)
+    assert state.next_offset("orders") == 5
+    assert state.next_offset("orders-retry") is None
 
 
 def test_summary_adds_up_partitions_exactly():
