@@ -6,8 +6,10 @@ Ordering rules that keep the aggregate exact across crashes:
 - a retry or dead-letter record is delivered (broker ack) before the table
   records the source offset as applied, so a crash in between replays the
   record instead of losing it;
-- an original is marked pending before its retry copy is sent, so the retry
-  agent never mistakes a fresh copy for a stale one;
+- a retry copy is acknowledged before its original is marked pending and
+  applied (one write); a copy that arrives before that waits, so it is never
+  mistaken for a stale one, and a copy whose original is applied but no
+  longer pending is stale and skipped: duplicate copies count once;
 - records are applied strictly in offset order per partition: an offset at or
   below the last applied one is a replay and skipped, one beyond the next
   expected means the consumer skipped records, which are read and applied first.
@@ -15,6 +17,7 @@ Ordering rules that keep the aggregate exact across crashes:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 
@@ -95,6 +98,8 @@ async def _apply(msg, is_retry: bool) -> None:
 
     while is_retry and (wait_ms := attempt.not_before_ms - _now_ms()) > 0:
         await asyncio.sleep(wait_ms / 1000)
+    if is_retry:
+        await _wait_until_original_applied(msg, attempt)
 
     record: dict | None = None
     error: Exception | None = None
@@ -130,11 +135,25 @@ async def _apply(msg, is_retry: bool) -> None:
         await _send_dead_letter(msg, attempt, reason, error, label)
 
 
-async def _send_retry(msg, attempt: Attempt, error: Exception, label: str) -> None:
-    state = _state(msg.partition)
-    state.pending.add(attempt.origin_key)
-    _save(msg.partition, state)
+async def _wait_until_original_applied(msg, attempt: Attempt) -> None:
+    """Hold a retry copy until the agent that sent it has recorded its original as applied.
 
+    Only then does "not pending" mean "already resolved": a copy that raced ahead
+    of that write, or was sent just before a crash and is replayed, must not be
+    taken for stale.
+    """
+    if attempt.topic != settings.orders_topic or attempt.partition != msg.partition:
+        return
+    for polls in itertools.count():
+        expected = _state(msg.partition).next_offset(attempt.topic)
+        if expected is not None and attempt.offset < expected:
+            return
+        if polls and polls % 600 == 0:
+            log.warning("retry copy of %s still waits for its original to be applied", attempt.origin_key)
+        await asyncio.sleep(0.05)
+
+
+async def _send_retry(msg, attempt: Attempt, error: Exception, label: str) -> None:
     # The record's timestamp is the failure time its not-before counts from.
     now_ms = _now_ms()
     sent = await retry_topic.send(key=msg.key, value=msg.value, partition=attempt.partition, timestamp=now_ms / 1000,
@@ -142,6 +161,7 @@ async def _send_retry(msg, attempt: Attempt, error: Exception, label: str) -> No
     await sent
 
     state = _state(msg.partition)
+    state.pending.add(attempt.origin_key)
     state.retries += 1
     state.mark_applied(msg.topic, msg.offset)
     _save(msg.partition, state)
