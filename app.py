@@ -14,6 +14,7 @@ import faust
 from faust.serializers import codecs
 from faust.types import TP
 
+import metrics_endpoint
 import recovery_watchdog
 from agents.order_logic import FailureSimulator
 from agents.partition_state import PartitionState, summarize
@@ -130,6 +131,8 @@ def applied_offset(tp: TP) -> int:
 
 recovery_watchdog.install(app, [orders_topic, retry_topic], applied_offset,
                           stall_s=max(recovery_watchdog.STALL_SECONDS, 3 * settings.retry_delay_seconds))
+order_metrics = metrics_endpoint.install(app, [orders_topic, retry_topic], applied_offset, current_summary,
+                                         faust_sensor=settings.faust_metrics)
 
 import agents.process_orders  # noqa: E402,F401  (registers the agent)
 import agents.retry_orders  # noqa: E402,F401

@@ -28,6 +28,7 @@ class Secret:
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+BOOLEANS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class Settings:
     peer_timeout_seconds: float = 2.0
     #: A worker silent this long is dropped from the group and its partitions move to the others.
     broker_session_timeout_seconds: float = 10.0
+    #: Add Faust's own stream, consumer and table metrics to /metrics (Faust's Prometheus sensor:
+    #: about 30 µs more CPU per message); false keeps the app's own metrics only.
+    faust_metrics: bool = True
 
     @property
     def forced_failures(self) -> dict[str, int | None]:
@@ -103,6 +107,10 @@ def parse_forced_failures(text: str) -> dict[str, int | None]:
 
 def _convert(name: str, raw: str, kind: type) -> object:
     env = name.upper()
+    if kind is bool:
+        if raw.lower() not in BOOLEANS:
+            raise SettingsError(f"{env} must be one of {', '.join(BOOLEANS)}, got {raw!r}")
+        return BOOLEANS[raw.lower()]
     try:
         if kind is int:
             return int(raw)
@@ -125,7 +133,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         if str(field.type) == "Secret | None":
             values[field.name] = Secret(raw)
             continue
-        kind = {"int": int, "float": float, "int | None": int}.get(str(field.type), str)
+        kind = {"int": int, "float": float, "int | None": int, "bool": bool}.get(str(field.type), str)
         values[field.name] = _convert(field.name, raw.strip(), kind)
     settings = Settings(**values)  # type: ignore[arg-type]
     _check(settings)

@@ -24,6 +24,7 @@ import time
 from faust.types import TP, EventT
 
 from app import app, current_summary, dlq_topic, failures, order_codec, retry_topic, settings, stats_table
+from app import order_metrics
 from avro_codec import AvroCodecError
 from kafka_security import aiokafka_config
 
@@ -39,6 +40,7 @@ UNDECODABLE = "undecodable"
 INVALID = "invalid-order"
 EXHAUSTED = "retries-exhausted"
 FOREIGN = "not-a-retry-record"
+order_metrics.declare_dead_letter_reasons(UNDECODABLE, INVALID, EXHAUSTED, FOREIGN)
 
 
 class NotARetryRecord(ValueError):
@@ -123,6 +125,7 @@ async def _apply(msg, is_retry: bool) -> None:
         state.pending.discard(attempt.origin_key)
         state.mark_applied(msg.topic, msg.offset)
         _save(msg.partition, state)
+        order_metrics.processed(msg.timestamp)
         summary = current_summary()
         log.info("processed %s %s %.2f %s x%s (attempt %d) | orders=%d average=%.2f", record["orderId"],
                  record["product"], record["price"], record.get("currency", "?"), record.get("quantity", "?"),
@@ -165,6 +168,7 @@ async def _send_retry(msg, attempt: Attempt, error: Exception, label: str) -> No
     state.retries += 1
     state.mark_applied(msg.topic, msg.offset)
     _save(msg.partition, state)
+    order_metrics.retried()
     log.warning("retry %s: attempt %d of %d failed (%s); next in %.1fs", label, attempt.number,
                 settings.max_retries + 1, error, settings.retry_delay_seconds)
 
@@ -178,4 +182,5 @@ async def _send_dead_letter(msg, attempt: Attempt, reason: str, error: Exception
     state.pending.discard(attempt.origin_key)
     state.mark_applied(msg.topic, msg.offset)
     _save(msg.partition, state)
+    order_metrics.dead_lettered(reason)
     log.error("dead-letter %s after %d attempt(s): %s (%s)", label, attempt.number, reason, describe(error))

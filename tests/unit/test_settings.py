@@ -30,10 +30,21 @@ def test_values_are_read_from_the_environment():
     ({"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u"}, "KAFKA_SASL_PASSWORD"),
     ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM"),
     ({"SCHEMA_REGISTRY_USERNAME": "u"}, "SCHEMA_REGISTRY_PASSWORD"),
+    ({"FAUST_METRICS": "maybe"}, "FAUST_METRICS"),
 ])
 def test_bad_values_are_refused_naming_the_variable(env, words):
     with pytest.raises(SettingsError, match=words):
         load_settings(env)
+
+
+@pytest.mark.parametrize("raw, expected", [("false", False), ("0", False), ("No", False), ("TRUE", True),
+                                           ("1", True), ("yes", True)])
+def test_switches_read_the_usual_words_for_yes_and_no(raw, expected):
+    assert load_settings({"FAUST_METRICS": raw}).faust_metrics is expected
+
+
+def test_faust_metrics_are_on_by_default():
+    assert load_settings({}).faust_metrics is True
 
 
 def test_forced_failures_are_parsed():

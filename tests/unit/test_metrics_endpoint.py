@@ -1,0 +1,45 @@
+"""Consumer lag as /metrics computes it, against a stand-in for Faust's consumer."""
+import asyncio
+from types import SimpleNamespace
+
+from faust.exceptions import ConsumerNotStarted
+from faust.types import TP
+
+from metrics_endpoint import consumer_lag
+
+
+class FakeConsumer:
+    def __init__(self, assignment, highwaters, earliest):
+        self._assignment, self._highwaters, self._earliest = assignment, highwaters, earliest
+
+    def assignment(self):
+        if self._assignment is None:
+            raise ConsumerNotStarted("Consumer thread not yet started")
+        return set(self._assignment)
+
+    async def highwaters(self, *tps):
+        return {tp: self._highwaters[tp] for tp in tps}
+
+    async def earliest_offsets(self, *tps):
+        return {tp: self._earliest[tp] for tp in tps}
+
+
+def lag_of(consumer, applied):
+    app = SimpleNamespace(consumer=consumer)
+    return asyncio.run(consumer_lag(app, {"orders", "orders-retry"}, lambda tp: applied.get(tp, -1)))
+
+
+def test_lag_covers_the_owned_source_partitions_and_nothing_else():
+    orders0, orders1, retry0 = TP("orders", 0), TP("orders", 1), TP("orders-retry", 0)
+    changelog = TP("orders-app-order-stats-changelog", 0)
+    consumer = FakeConsumer([orders0, orders1, retry0, changelog],
+                            highwaters={orders0: 10, orders1: 7, retry0: 3, changelog: 50},
+                            earliest={orders0: 0, orders1: 2, retry0: 0, changelog: 0})
+
+    lag = lag_of(consumer, applied={orders0: 9, retry0: 1})
+
+    assert lag == {("orders", 0): 0, ("orders", 1): 5, ("orders-retry", 0): 1}
+
+
+def test_a_worker_whose_consumer_has_not_started_reports_no_partitions():
+    assert lag_of(FakeConsumer(None, {}, {}), applied={}) == {}
