@@ -14,6 +14,7 @@ import faust
 from faust.serializers import codecs
 from faust.types import TP
 
+import live_page
 import metrics_endpoint
 import recovery_watchdog
 from agents.order_logic import FailureSimulator
@@ -121,6 +122,9 @@ async def average(web, request):
     states, unreachable = await gather_partition_states(
         app, stats_table.name, owned_partition_states(), timeout_s=settings.peer_timeout_seconds)
     return web.json({**summarize(states.values()), "partitions": len(states), "unreachable_workers": unreachable})
+
+
+live_page.install(app)  # GET /: the figures of /average/ and a chart, refreshed by the browser
 
 
 def applied_offset(tp: TP) -> int:
