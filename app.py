@@ -17,6 +17,7 @@ from faust.types import TP
 import live_page
 import metrics_endpoint
 import recovery_watchdog
+from agents.live_states import LiveStates
 from agents.order_logic import FailureSimulator
 from agents.partition_state import PartitionState, summarize
 from avro_codec import AvroRecordCodec, RegistryUnavailable, SchemaCache, load_schema
@@ -94,14 +95,19 @@ stats_table = app.Table(
     help="Per source partition: orders counted, price sum in micros, retries, dead letters, applied offsets.",
 )
 
+live_states = LiveStates(stats_table)
+
 failures = FailureSimulator(settings.failure_rate, settings.failure_seed, settings.forced_failures)
 
 
 def owned_partition_states() -> dict[int, PartitionState]:
-    """State of each partition this worker owns now (the table may still hold revoked ones)."""
+    """State of each partition this worker owns now (the table may still hold revoked ones).
+
+    A partition that a batch is working on is reported as the batch has it so far.
+    """
     actives = app.assignor.assigned_actives()
     changelog = stats_table.changelog_topic.get_topic_name()
-    return {partition: PartitionState.from_value(value) for partition, value in stats_table.items()
+    return {partition: live_states.peek(partition) for partition in list(stats_table.keys())
             if TP(changelog, partition) in actives}
 
 
@@ -129,7 +135,7 @@ live_page.install(app)  # GET /: the figures of /average/ and a chart, refreshed
 
 def applied_offset(tp: TP) -> int:
     """Last offset the agents applied from a source partition; -1 before the first."""
-    expected = PartitionState.from_value(stats_table.get(tp.partition)).next_offset(tp.topic)
+    expected = live_states.peek(tp.partition).next_offset(tp.topic)
     return -1 if expected is None else expected - 1
 
 

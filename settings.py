@@ -83,6 +83,16 @@ class Settings:
     #: Add Faust's own stream, consumer and table metrics to /metrics (Faust's Prometheus sensor:
     #: about 30 µs more CPU per message); false keeps the app's own metrics only.
     faust_metrics: bool = True
+    #: Most records an agent takes from its stream at once; the table is written once per
+    #: partition per batch, so bigger batches mean fewer changelog records.
+    batch_max_records: int = 1000
+    #: Longest an agent waits to fill a batch before it processes what it has (bounds latency).
+    batch_max_wait_seconds: float = 0.02
+    #: Per-order log lines (processed, retry, dead letter) at most this often per second; the
+    #: rest are counted into the periodic summary. 0: summaries only.
+    order_log_lines_per_second: int = 20
+    #: How often a worker logs a summary of what it processed, when lines were left out.
+    log_summary_seconds: float = 10.0
 
     @property
     def forced_failures(self) -> dict[str, int | None]:
@@ -150,6 +160,14 @@ def _check(s: Settings) -> None:
     if s.broker_session_timeout_seconds < 6:
         raise SettingsError(f"BROKER_SESSION_TIMEOUT_SECONDS must be >= 6 (heartbeats every 3s), "
                             f"got {s.broker_session_timeout_seconds}")
+    if s.batch_max_records < 1:
+        raise SettingsError(f"BATCH_MAX_RECORDS must be >= 1, got {s.batch_max_records}")
+    if not 0 < s.batch_max_wait_seconds <= 10:
+        raise SettingsError(f"BATCH_MAX_WAIT_SECONDS must be > 0 and <= 10, got {s.batch_max_wait_seconds}")
+    if s.order_log_lines_per_second < 0:
+        raise SettingsError(f"ORDER_LOG_LINES_PER_SECOND must be >= 0, got {s.order_log_lines_per_second}")
+    if s.log_summary_seconds <= 0:
+        raise SettingsError(f"LOG_SUMMARY_SECONDS must be > 0, got {s.log_summary_seconds}")
     if s.partitions < 1:
         raise SettingsError(f"PARTITIONS must be >= 1, got {s.partitions}")
     if not s.table_store.startswith(("memory://", "rocksdb://")):

@@ -3,12 +3,12 @@
 Waiting here holds up only this agent; `orders` keeps flowing through its own.
 Retry copies are sent with the same delay, so they come due in log order.
 """
-from app import app, retry_topic
+from app import app, retry_topic, settings
 
-from .handle_order import handle
+from .handle_order import handle_batch
 
 
 @app.agent(retry_topic)
 async def retry_orders(stream):
-    async for event in stream.events():
-        await handle(event, is_retry=True)
+    async for events in stream.take_events(settings.batch_max_records, within=settings.batch_max_wait_seconds):
+        await handle_batch(events, is_retry=True)
