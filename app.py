@@ -134,3 +134,4 @@ recovery_watchdog.install(app, [orders_topic, retry_topic], applied_offset,
 import agents.process_orders  # noqa: E402,F401  (registers the agent)
 import agents.retry_orders  # noqa: E402,F401
 import commands  # noqa: E402,F401
+import dlq.commands  # noqa: E402,F401  (registers `faust dlq list|replay`)
