@@ -5,11 +5,13 @@ import json
 import subprocess
 from datetime import datetime, timezone
 
+from confluent_kafka.admin import AdminClient
+
 from agents import retry_headers as h
 from agents.retry_headers import Attempt, dlq_headers
 from dlq.ledger import PUBLISHING, REPLAY_OF, REPLAYED_FROM, Entry
 
-from .conftest import (FAUST, ROOT, app_env, create_topic, micros, produce, produce_orders, read_all,
+from .conftest import (BOOTSTRAP, FAUST, ROOT, app_env, create_topic, micros, produce, produce_orders, read_all,
                        record_count, wait_for_topics)
 
 GOOD = [{"orderId": f"good-{i}", "product": "Lamp", "price": 2.5 + i} for i in range(3)]
@@ -103,6 +105,12 @@ def test_dlq_list_shows_every_dead_letter_decoded_with_reason_attempts_and_coord
     assert len(listed(names, "--until", just_after)) == 3, "ISO-8601"
     typo = dlq(names, "list", "--reason", "invalid")
     assert "no dead letter has reason 'invalid'" in typo.stderr
+
+    orders = record_count(names.orders)
+    replay(names, "--all", "--dry-run",
+           summary="dry run: would replay 2, skipped already-replayed 0, not matching 0, refused undecodable 1")
+    assert record_count(names.orders) == orders
+    assert f"{names.dlq}-replayed" not in AdminClient({"bootstrap.servers": BOOTSTRAP}).list_topics(timeout=10).topics
 
 
 def test_replay_by_order_id_counts_the_order_once_and_a_second_run_publishes_nothing(
