@@ -147,3 +147,4 @@ order_metrics = metrics_endpoint.install(app, [orders_topic, retry_topic], appli
 import agents.process_orders  # noqa: E402,F401  (registers the agent)
 import agents.retry_orders  # noqa: E402,F401
 import commands  # noqa: E402,F401
+import dlq.commands  # noqa: E402,F401  (registers `faust dlq list|replay`)

@@ -42,6 +42,8 @@ class Settings:
     orders_topic: str = "orders"
     retry_topic: str = "orders-retry"
     dlq_topic: str = "orders-dlq"
+    #: Compacted topic where `faust dlq replay` records what it replayed; empty: "<DLQ_TOPIC>-replayed".
+    dlq_replayed_topic: str = ""
     #: Partitions of `orders` and `orders-retry` (and the table's changelog); they must match.
     partitions: int = 6
     #: Retries after the first attempt before an order is dead-lettered.
@@ -93,6 +95,11 @@ class Settings:
     order_log_lines_per_second: int = 20
     #: How often a worker logs a summary of what it processed, when lines were left out.
     log_summary_seconds: float = 10.0
+
+    @property
+    def replay_ledger_topic(self) -> str:
+        """Where `dlq replay` records replayed dead letters (DLQ_REPLAYED_TOPIC or derived from DLQ_TOPIC)."""
+        return self.dlq_replayed_topic or f"{self.dlq_topic}-replayed"
 
     @property
     def forced_failures(self) -> dict[str, int | None]:
@@ -174,9 +181,9 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"TABLE_STORE must be memory:// or rocksdb://, got {s.table_store!r}")
     if not s.schema_registry_url.startswith(("http://", "https://")):
         raise SettingsError(f"SCHEMA_REGISTRY_URL must start with http:// or https://, got {s.schema_registry_url!r}")
-    topics = [s.orders_topic, s.retry_topic, s.dlq_topic]
-    if len(set(topics)) != 3:
-        raise SettingsError(f"ORDERS_TOPIC, RETRY_TOPIC and DLQ_TOPIC must differ, got {topics}")
+    topics = [s.orders_topic, s.retry_topic, s.dlq_topic, s.replay_ledger_topic]
+    if len(set(topics)) != 4:
+        raise SettingsError(f"ORDERS_TOPIC, RETRY_TOPIC, DLQ_TOPIC and DLQ_REPLAYED_TOPIC must differ, got {topics}")
     parse_forced_failures(s.simulated_failures)
     if s.kafka_security_protocol not in SECURITY_PROTOCOLS:
         raise SettingsError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, "

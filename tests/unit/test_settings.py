@@ -57,3 +57,10 @@ def test_passwords_never_print():
                        "SCHEMA_REGISTRY_PASSWORD": "swordfish"})
     assert s.kafka_sasl_password == Secret("hunter2")
     assert "hunter2" not in repr(s) and "swordfish" not in repr(s) and "hunter2" not in str(s)
+
+
+def test_the_replay_ledger_topic_is_derived_from_the_dlq_topic_unless_set():
+    assert load_settings({"DLQ_TOPIC": "dead"}).replay_ledger_topic == "dead-replayed"
+    assert load_settings({"DLQ_REPLAYED_TOPIC": "ledger"}).replay_ledger_topic == "ledger"
+    with pytest.raises(SettingsError, match="DLQ_REPLAYED_TOPIC"):
+        load_settings({"DLQ_REPLAYED_TOPIC": "orders"})
