@@ -107,7 +107,8 @@ def owned_partition_states() -> dict[int, PartitionState]:
     """
     actives = app.assignor.assigned_actives()
     changelog = stats_table.changelog_topic.get_topic_name()
-    return {partition: live_states.peek(partition) for partition in list(stats_table.keys())
+    partitions = set(stats_table.keys()) | live_states.open_partitions()
+    return {partition: live_states.peek(partition) for partition in sorted(partitions)
             if TP(changelog, partition) in actives}
 
 

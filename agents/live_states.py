@@ -44,6 +44,9 @@ class LiveStates:
         entry = self._open.get(partition)
         return entry[0] if entry is not None else PartitionState.from_value(self._table.get(partition))
 
+    def open_partitions(self) -> set[int]:
+        return set(self._open)
+
     def close(self, partition: int, event: EventT, changed: bool) -> None:
         """Write the state if this batch changed it, and release it.
 

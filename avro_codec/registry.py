@@ -24,6 +24,9 @@ from .errors import AvroCodecError, RegistryUnavailable
 log = logging.getLogger(__name__)
 
 APICURIO_CCOMPAT_PATH = "/apis/ccompat/v7"
+#: How long after the registry (re)appears an unknown schema id is retried instead of dead-lettered:
+#: Apicurio with kafkasql storage answers 404 for existing ids until it has replayed its journal.
+UNKNOWN_ID_GRACE_S = 60.0
 
 
 class SchemaCache:
@@ -36,6 +39,8 @@ class SchemaCache:
         self._client: SchemaRegistryClient | None = None
         self._lock = threading.Lock()
         self._writers: dict[int, dict[str, Any]] = {}
+        self._in_outage = False
+        self._back_since: float | None = None  # monotonic time of the first answer after an outage
 
     # -- connection ----------------------------------------------------------
 
@@ -127,14 +132,34 @@ class SchemaCache:
     async def fetch(self, schema_id: int) -> dict[str, Any]:
         """Like `writer_schema`, off the event loop, waiting out registry outages with backoff.
 
-        An id the registry does not know raises `AvroCodecError` at once;
-        an unreachable registry is retried until it answers.
+        An unreachable registry is retried until it answers. An id the registry
+        does not know raises `AvroCodecError`, except within UNKNOWN_ID_GRACE_S
+        of the registry coming back from an outage: a registry that has just
+        restarted may still be loading its schemas, so the id is asked again.
         """
         delay = 0.2
         while True:
             try:
-                return await asyncio.to_thread(self.writer_schema, schema_id)
+                schema = await asyncio.to_thread(self.writer_schema, schema_id)
             except RegistryUnavailable as exc:
+                self._in_outage = True
                 log.warning("%s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff_s)
+            except AvroCodecError as exc:
+                back_for_s = self._note_answer()
+                if exc.reason != "unknown-schema-id" or back_for_s is None or back_for_s >= UNKNOWN_ID_GRACE_S:
+                    raise
+                log.warning("%s, but the registry came back from an outage %.0fs ago and may still be loading "
+                            "its schemas; asking again in %.1fs", exc, back_for_s, delay)
+            else:
+                self._note_answer()
+                return schema
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_backoff_s)
+
+    def _note_answer(self) -> float | None:
+        """Record that the registry answered; seconds since it came back from an outage (None: none seen)."""
+        now = time.monotonic()
+        if self._in_outage:
+            self._in_outage = False
+            self._back_since = now
+        return None if self._back_since is None else now - self._back_since
