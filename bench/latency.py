@@ -1,0 +1,148 @@
+"""End-to-end latency at a steady rate: from an order's produce time to the aggregate update.
+
+A worker runs on fresh topics; one order per partition primes it (so it is
+assigned and consuming before the clock starts). A confluent-kafka producer
+then sends pre-encoded orders at `rate` per second, paced by the monotonic
+clock, for `warmup + seconds`. The records carry CreateTime timestamps, which
+the worker's `orders_processing_latency_seconds` histogram measures from.
+/metrics is scraped when the warm-up ends and again once the worker has
+counted every order; the quantiles come from the difference.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from confluent_kafka import Producer
+
+from agents.order_logic import Order
+from avro_codec import AvroRecordCodec, load_schema
+from order_sender import DeliveryTally, drain, produce
+
+from .histogram import buckets_from_text, delta, overflowed, quantile
+from .run import ROOT, BenchFailure, BenchRun, WorkerOptions, say
+from .worker import Worker
+
+LATENCY_METRIC = "orders_processing_latency_seconds"
+QUANTILES = (0.5, 0.95, 0.99)
+#: Low-latency producer: batches wait at most 1 ms (librdkafka's default is 5 ms, which would add to every figure).
+PRODUCER_CONFIG = {"linger.ms": 1, "enable.idempotence": True, "acks": "all"}
+DELIVERY_TIMEOUT_S = 60
+#: The worker "kept up" when it had counted everything within this long after the last order was sent.
+KEPT_UP_WITHIN_S = 1.0
+
+
+def bench_orders(count: int, prefix: str) -> list[dict]:
+    """Orders with prices exactly representable in Avro's 32-bit float, so the expected sum is exact."""
+    return [{"orderId": f"{prefix}-{i}", "product": f"product-{i % 8}", "price": (i % 4000) * 0.25 + 0.5}
+            for i in range(count)]
+
+
+def expected_micros(orders: list[dict]) -> int:
+    return sum(Order(o["orderId"], o["product"], o["price"]).price_micros for o in orders)
+
+
+@dataclass
+class Pacing:
+    produced: int
+    elapsed_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.produced / self.elapsed_s
+
+
+def send_paced(producer: Producer, topic: str, records: list[tuple[bytes, bytes]], rate: float,
+               tally: DeliveryTally, warmup_s: float, on_warmup_end: Callable[[], None]) -> Pacing:
+    """Send record i at start + i/rate (never ahead of schedule); call `on_warmup_end` once, when it ends."""
+    start = time.monotonic()
+    warmup_end = start + warmup_s
+    hooked = False
+    sent = 0
+    while sent < len(records):
+        now = time.monotonic()
+        due = min(len(records), int((now - start) * rate) + 1)
+        while sent < due:
+            key, value = records[sent]
+            produce(producer, topic, key, value, tally.on_delivery)
+            sent += 1
+        if not hooked and now >= warmup_end:  # every warm-up order is sent by now
+            on_warmup_end()
+            hooked = True
+        time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+    elapsed = time.monotonic() - start
+    if not hooked:
+        on_warmup_end()
+    return Pacing(sent, elapsed)
+
+
+def latency(options: WorkerOptions, rate: float, seconds: float, warmup: float, drain_timeout: float) -> str:
+    with BenchRun("lat", options) as run:
+        app_id = run.app_id()
+        worker = Worker(run.env(app_id), run.tmp).start()
+        try:
+            worker.wait_until_serving()
+            return _measure(run, worker, rate, seconds, warmup, drain_timeout)
+        finally:
+            worker.stop()
+
+
+def _measure(run: BenchRun, worker: Worker, rate: float, seconds: float, warmup: float,
+             drain_timeout: float) -> str:
+    codec = AvroRecordCodec(run.registry(), load_schema(ROOT / "schemas" / "order-v2.avsc"),
+                            subject=f"{run.orders_topic}-value")
+    producer = Producer({**run.kafka_config(), **PRODUCER_CONFIG})
+    tally = DeliveryTally()
+
+    primers = bench_orders(run.options.partitions, "prime")
+    for partition, order in enumerate(primers):
+        producer.produce(run.orders_topic, key=order["orderId"], value=codec.encode(order), partition=partition,
+                         on_delivery=tally.on_delivery)
+    if drain(producer, DELIVERY_TIMEOUT_S) or tally.failed:
+        raise BenchFailure(f"priming orders not delivered: {tally.first_error}")
+    worker.wait_for(lambda s: s["orders"] == len(primers), 120, "the priming orders")
+
+    orders = bench_orders(int(rate * (warmup + seconds)), "lat")
+    records = [(order["orderId"].encode(), codec.encode(order)) for order in orders]
+    say(f"sending {len(records):,} orders at {rate:,.0f}/s: {warmup:g} s warm-up, then {seconds:g} s measured")
+    scrapes: dict[str, str] = {}
+    scraper = threading.Thread(target=lambda: scrapes.update(before=worker.metrics_text()))
+    pacing = send_paced(producer, run.orders_topic, records, rate, tally, warmup, scraper.start)
+    sent_at = time.monotonic()
+    lag_at_end = len(primers) + len(records) - (worker.summary() or {"orders": 0})["orders"]
+    undelivered = drain(producer, DELIVERY_TIMEOUT_S)
+    scraper.join()
+    if undelivered or tally.failed:
+        raise BenchFailure(f"{undelivered} orders undelivered, {tally.failed} failed: {tally.first_error}")
+
+    total = len(primers) + len(records)
+    drained_at, summary = worker.wait_for(lambda s: s["orders"] + s["dead_letters"] >= total, drain_timeout,
+                                          f"all {total:,} orders counted")
+    scrapes["after"] = worker.metrics_text()
+    if (summary["orders"], summary["total_price_micros"], summary["dead_letters"]) != \
+            (total, expected_micros(primers + orders), 0):
+        raise BenchFailure(f"wrong aggregate: expected {total} orders, {expected_micros(primers + orders)} micros, "
+                           f"no dead letters; got {summary}")
+
+    buckets = delta(buckets_from_text(scrapes["before"], LATENCY_METRIC),
+                    buckets_from_text(scrapes["after"], LATENCY_METRIC))
+    measured = int(buckets[math.inf])
+    figures = {q: _format(quantile(q, buckets), overflowed(q, buckets)) for q in QUANTILES}
+    measured_rate = (len(records) - rate * warmup) / (pacing.elapsed_s - warmup)
+    drain_s = drained_at - sent_at
+    kept_up = "yes" if drain_s <= KEPT_UP_WITHIN_S else "no"
+    say(f"produced {pacing.produced:,} orders in {pacing.elapsed_s:.2f} s: {pacing.rate:,.0f}/s overall, "
+        f"{measured_rate:,.0f}/s after the warm-up")
+    say(f"worker: lag {max(0, lag_at_end):,} orders when the last was sent, all counted {drain_s:.2f} s later; "
+        f"{measured:,} orders in the measured histogram")
+    quantiles = ", ".join(f"p{round(q * 100)} {figures[q]}" for q in QUANTILES)
+    return (f"latency at {rate:,.0f} orders/s (achieved {measured_rate:,.0f}/s): {quantiles} "
+            f"over {measured:,} orders; kept up: {kept_up}")
+
+
+def _format(seconds: float, is_lower_bound: bool) -> str:
+    text = f"{seconds * 1000:,.1f} ms" if seconds < 1 else f"{seconds:,.2f} s"
+    return f">{text}" if is_lower_bound else text
