@@ -11,6 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
+from avro_codec import RegistryUnavailable
+
 from . import throughput
 from .latency import latency
 from .recovery import STORES, recovery
@@ -104,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args)
     except BenchFailure as exc:
         print(f"bench {args.figure} FAILED: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except (RegistryUnavailable, KafkaException) as exc:
+        print(f"bench {args.figure} FAILED: the stack did not answer: {exc}", file=sys.stderr, flush=True)
         return 1
     say(result)
     return 0

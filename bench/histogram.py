@@ -28,6 +28,15 @@ def buckets_from_text(text: str, name: str) -> Buckets:
     return found
 
 
+def sample_value(text: str, sample_name: str) -> float:
+    """The value of an unlabelled sample (a counter's `<name>_total`, say) in a scrape."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == sample_name and not sample.labels:
+                return sample.value
+    raise ValueError(f"no {sample_name} sample in the scrape")
+
+
 def delta(before: Mapping[float, float], after: Mapping[float, float]) -> Buckets:
     """Observations made between two scrapes of the same histogram, bucket by bucket (still cumulative)."""
     if set(before) != set(after):

@@ -5,8 +5,10 @@ assigned and consuming before the clock starts). A confluent-kafka producer
 then sends pre-encoded orders at `rate` per second, paced by the monotonic
 clock, for `warmup + seconds`. The records carry CreateTime timestamps, which
 the worker's `orders_processing_latency_seconds` histogram measures from.
-/metrics is scraped when the warm-up ends and again once the worker has
-counted every order; the quantiles come from the difference.
+The histogram is scraped from /metrics once the worker has counted the priming
+and warm-up orders (the scrape's own `orders_processed_total` says so), and
+again once it has counted every order; the quantiles come from the difference,
+which covers the orders counted after the warm-up ones.
 """
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ from agents.order_logic import Order
 from avro_codec import AvroRecordCodec, load_schema
 from order_sender import DeliveryTally, drain, produce
 
-from .histogram import buckets_from_text, delta, overflowed, quantile
+from .histogram import buckets_from_text, delta, overflowed, quantile, sample_value
 from .run import ROOT, BenchFailure, BenchRun, WorkerOptions, say
 from .worker import Worker
 
 LATENCY_METRIC = "orders_processing_latency_seconds"
+PROCESSED_METRIC = "orders_processed_total"
+SCRAPE_INTERVAL_S = 0.1
 QUANTILES = (0.5, 0.95, 0.99)
 #: Low-latency producer: batches wait at most 1 ms (librdkafka's default is 5 ms, which would add to every figure).
 PRODUCER_CONFIG = {"linger.ms": 1, "enable.idempotence": True, "acks": "all"}
@@ -79,6 +83,21 @@ def send_paced(producer: Producer, topic: str, records: list[tuple[bytes, bytes]
     return Pacing(sent, elapsed)
 
 
+def scrape_when_counted(worker: Worker, target: int, timeout_s: float) -> str:
+    """The first /metrics scrape in which the worker has counted at least `target` orders."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            text = worker.metrics_text()
+            if sample_value(text, PROCESSED_METRIC) >= target:
+                return text
+        except OSError:  # a busy worker may time out one scrape; the deadline decides
+            pass
+        if time.monotonic() > deadline:
+            raise BenchFailure(f"the worker had not counted the {target:,} warm-up orders after {timeout_s:.0f} s")
+        time.sleep(SCRAPE_INTERVAL_S)
+
+
 def latency(options: WorkerOptions, rate: float, seconds: float, warmup: float, drain_timeout: float) -> str:
     with BenchRun("lat", options) as run:
         app_id = run.app_id()
@@ -108,19 +127,29 @@ def _measure(run: BenchRun, worker: Worker, rate: float, seconds: float, warmup:
     orders = bench_orders(int(rate * (warmup + seconds)), "lat")
     records = [(order["orderId"].encode(), codec.encode(order)) for order in orders]
     say(f"sending {len(records):,} orders at {rate:,.0f}/s: {warmup:g} s warm-up, then {seconds:g} s measured")
-    scrapes: dict[str, str] = {}
-    scraper = threading.Thread(target=lambda: scrapes.update(before=worker.metrics_text()))
+    scrapes: dict[str, object] = {}
+    warmed_up = len(primers) + int(rate * warmup)
+
+    def scrape_before() -> None:
+        try:
+            scrapes["before"] = scrape_when_counted(worker, warmed_up, seconds + drain_timeout)
+        except Exception as exc:  # reported by the main thread
+            scrapes["error"] = exc
+
+    scraper = threading.Thread(target=scrape_before, daemon=True)
     pacing = send_paced(producer, run.orders_topic, records, rate, tally, warmup, scraper.start)
     sent_at = time.monotonic()
     lag_at_end = len(primers) + len(records) - (worker.summary() or {"orders": 0})["orders"]
     undelivered = drain(producer, DELIVERY_TIMEOUT_S)
-    scraper.join()
     if undelivered or tally.failed:
         raise BenchFailure(f"{undelivered} orders undelivered, {tally.failed} failed: {tally.first_error}")
 
     total = len(primers) + len(records)
     drained_at, summary = worker.wait_for(lambda s: s["orders"] + s["dead_letters"] >= total, drain_timeout,
                                           f"all {total:,} orders counted")
+    scraper.join()
+    if "error" in scrapes:
+        raise BenchFailure(f"scraping /metrics after the warm-up failed: {scrapes['error']!r}")
     scrapes["after"] = worker.metrics_text()
     if (summary["orders"], summary["total_price_micros"], summary["dead_letters"]) != \
             (total, expected_micros(primers + orders), 0):
@@ -137,10 +166,23 @@ def _measure(run: BenchRun, worker: Worker, rate: float, seconds: float, warmup:
     say(f"produced {pacing.produced:,} orders in {pacing.elapsed_s:.2f} s: {pacing.rate:,.0f}/s overall, "
         f"{measured_rate:,.0f}/s after the warm-up")
     say(f"worker: lag {max(0, lag_at_end):,} orders when the last was sent, all counted {drain_s:.2f} s later; "
-        f"{measured:,} orders in the measured histogram")
+        f"{measured:,} orders in the measured histogram (those counted after the first "
+        f"{sample_value(scrapes['before'], PROCESSED_METRIC):,.0f})")
+    say("histogram of the measured orders (upper bound: orders): " + _distribution(buckets))
     quantiles = ", ".join(f"p{round(q * 100)} {figures[q]}" for q in QUANTILES)
     return (f"latency at {rate:,.0f} orders/s (achieved {measured_rate:,.0f}/s): {quantiles} "
             f"over {measured:,} orders; kept up: {kept_up}")
+
+
+def _distribution(buckets: dict[float, float]) -> str:
+    """Non-empty buckets as `le: count`, counts per bucket (not cumulative)."""
+    parts, below = [], 0.0
+    for upper in sorted(buckets):
+        count = buckets[upper] - below
+        below = buckets[upper]
+        if count:
+            parts.append(f"{'+Inf' if upper == math.inf else _format(upper, False)}: {count:,.0f}")
+    return ", ".join(parts) or "none"
 
 
 def _format(seconds: float, is_lower_bound: bool) -> str:

@@ -22,17 +22,22 @@ SAMPLES_PER_SECOND = 100
 TOP = 30
 
 
+#: Root frame of every thread but the main one; the worker's event loop runs in the main thread.
+THREAD_ROOT = "_bootstrap (threading.py)"
+
+
 @dataclass
 class StackProfile:
     samples: int
     self_counts: Counter
     inclusive_counts: Counter
+    other_thread_samples: int = 0
 
 
 def parse_collapsed(text: str) -> StackProfile:
     self_counts: Counter = Counter()
     inclusive: Counter = Counter()
-    samples = 0
+    samples = other_threads = 0
     for line in text.splitlines():
         stack, _, count_text = line.rstrip().rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -40,17 +45,21 @@ def parse_collapsed(text: str) -> StackProfile:
         count = int(count_text)
         frames = stack.split(";")
         samples += count
+        if frames[0] == THREAD_ROOT:
+            other_threads += count
         self_counts[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    return StackProfile(samples, self_counts, inclusive)
+    return StackProfile(samples, self_counts, inclusive, other_threads)
 
 
 def summarize(profile: StackProfile, top: int = TOP) -> str:
     """Text report: the `top` frames by self time, then by inclusive time, as shares of all samples."""
     if profile.samples == 0:
         return "no samples\n"
-    lines = [f"{profile.samples} samples"]
+    other = profile.other_thread_samples
+    lines = [f"{profile.samples} samples: {profile.samples - other} in the main thread (the event loop), {other} in "
+             f"other threads (thread pools; a thread blocked on its queue can be sampled as busy)"]
     for title, counts in (("self", profile.self_counts), ("inclusive", profile.inclusive_counts)):
         lines += ["", f"top {top} frames by {title} time:"]
         lines += [f"{100 * count / profile.samples:6.1f}%  {count:8d}  {frame}"
