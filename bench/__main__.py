@@ -15,6 +15,8 @@ from confluent_kafka import KafkaException
 
 from avro_codec import RegistryUnavailable
 
+from settings import SettingsError
+
 from . import throughput
 from .latency import latency
 from .recovery import STORES, recovery
@@ -108,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args)
     except BenchFailure as exc:
         print(f"bench {args.figure} FAILED: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except SettingsError as exc:
+        print(f"bench {args.figure} FAILED: configuration error: {exc}", file=sys.stderr, flush=True)
         return 1
     except (RegistryUnavailable, KafkaException) as exc:
         print(f"bench {args.figure} FAILED: the stack did not answer: {exc}", file=sys.stderr, flush=True)

@@ -109,13 +109,9 @@ def latency(options: WorkerOptions, rate: float, seconds: float, warmup: float, 
             worker.stop()
 
 
-def _measure(run: BenchRun, worker: Worker, rate: float, seconds: float, warmup: float,
-             drain_timeout: float) -> str:
-    codec = AvroRecordCodec(run.registry(), load_schema(ROOT / "schemas" / "order-v2.avsc"),
-                            subject=f"{run.orders_topic}-value")
-    producer = Producer({**run.kafka_config(), **PRODUCER_CONFIG})
+def _prime(run: BenchRun, worker: Worker, producer: Producer, codec: AvroRecordCodec) -> list[dict]:
+    """One order to each partition, explicitly; wait until the worker has counted them all."""
     tally = DeliveryTally()
-
     primers = bench_orders(run.options.partitions, "prime")
     for partition, order in enumerate(primers):
         producer.produce(run.orders_topic, key=order["orderId"], value=codec.encode(order), partition=partition,
@@ -123,55 +119,75 @@ def _measure(run: BenchRun, worker: Worker, rate: float, seconds: float, warmup:
     if drain(producer, DELIVERY_TIMEOUT_S) or tally.failed:
         raise BenchFailure(f"priming orders not delivered: {tally.first_error}")
     worker.wait_for(lambda s: s["orders"] == len(primers), 120, "the priming orders")
+    return primers
+
+
+class WarmupScrape(threading.Thread):
+    """Scrapes /metrics, from the end of the warm-up on, until the worker has counted `target` orders."""
+
+    def __init__(self, worker: Worker, target: int, timeout_s: float) -> None:
+        super().__init__(daemon=True)
+        self.worker, self.target, self.timeout_s = worker, target, timeout_s
+        self.text: str | None = None
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self.text = scrape_when_counted(self.worker, self.target, self.timeout_s)
+        except Exception as exc:  # reported by the main thread, in result()
+            self.error = exc
+
+    def result(self) -> str:
+        self.join()
+        if self.text is None:
+            raise BenchFailure(f"scraping /metrics after the warm-up failed: {self.error!r}")
+        return self.text
+
+
+def _measure(run: BenchRun, worker: Worker, rate: float, seconds: float, warmup: float,
+             drain_timeout: float) -> str:
+    codec = AvroRecordCodec(run.registry(), load_schema(ROOT / "schemas" / "order-v2.avsc"),
+                            subject=f"{run.orders_topic}-value")
+    producer = Producer({**run.kafka_config(), **PRODUCER_CONFIG})
+    primers = _prime(run, worker, producer, codec)
 
     orders = bench_orders(int(rate * (warmup + seconds)), "lat")
     records = [(order["orderId"].encode(), codec.encode(order)) for order in orders]
+    total = len(primers) + len(records)
     say(f"sending {len(records):,} orders at {rate:,.0f}/s: {warmup:g} s warm-up, then {seconds:g} s measured")
-    scrapes: dict[str, object] = {}
-    warmed_up = len(primers) + int(rate * warmup)
-
-    def scrape_before() -> None:
-        try:
-            scrapes["before"] = scrape_when_counted(worker, warmed_up, seconds + drain_timeout)
-        except Exception as exc:  # reported by the main thread
-            scrapes["error"] = exc
-
-    scraper = threading.Thread(target=scrape_before, daemon=True)
-    pacing = send_paced(producer, run.orders_topic, records, rate, tally, warmup, scraper.start)
+    before = WarmupScrape(worker, len(primers) + int(rate * warmup), seconds + drain_timeout)
+    tally = DeliveryTally()
+    pacing = send_paced(producer, run.orders_topic, records, rate, tally, warmup, before.start)
     sent_at = time.monotonic()
-    lag_at_end = len(primers) + len(records) - (worker.summary() or {"orders": 0})["orders"]
+    lag_at_end = total - (worker.summary() or {"orders": 0})["orders"]
     undelivered = drain(producer, DELIVERY_TIMEOUT_S)
     if undelivered or tally.failed:
         raise BenchFailure(f"{undelivered} orders undelivered, {tally.failed} failed: {tally.first_error}")
 
-    total = len(primers) + len(records)
     drained_at, summary = worker.wait_for(lambda s: s["orders"] + s["dead_letters"] >= total, drain_timeout,
                                           f"all {total:,} orders counted")
-    scraper.join()
-    if "error" in scrapes:
-        raise BenchFailure(f"scraping /metrics after the warm-up failed: {scrapes['error']!r}")
-    scrapes["after"] = worker.metrics_text()
-    if (summary["orders"], summary["total_price_micros"], summary["dead_letters"]) != \
-            (total, expected_micros(primers + orders), 0):
-        raise BenchFailure(f"wrong aggregate: expected {total} orders, {expected_micros(primers + orders)} micros, "
-                           f"no dead letters; got {summary}")
-
-    buckets = delta(buckets_from_text(scrapes["before"], LATENCY_METRIC),
-                    buckets_from_text(scrapes["after"], LATENCY_METRIC))
+    before_text, after_text = before.result(), worker.metrics_text()
+    expected = (total, expected_micros(primers + orders), 0)
+    if (summary["orders"], summary["total_price_micros"], summary["dead_letters"]) != expected:
+        raise BenchFailure(f"wrong aggregate: expected {total} orders, {expected[1]} micros, no dead letters; "
+                           f"got {summary}")
+    buckets = delta(buckets_from_text(before_text, LATENCY_METRIC), buckets_from_text(after_text, LATENCY_METRIC))
     measured = int(buckets[math.inf])
-    figures = {q: _format(quantile(q, buckets), overflowed(q, buckets)) for q in QUANTILES}
+    if not measured:
+        raise BenchFailure("no order was counted after the warm-up ones: nothing to measure")
+
     measured_rate = (len(records) - rate * warmup) / (pacing.elapsed_s - warmup)
     drain_s = drained_at - sent_at
-    kept_up = "yes" if drain_s <= KEPT_UP_WITHIN_S else "no"
     say(f"produced {pacing.produced:,} orders in {pacing.elapsed_s:.2f} s: {pacing.rate:,.0f}/s overall, "
         f"{measured_rate:,.0f}/s after the warm-up")
     say(f"worker: lag {max(0, lag_at_end):,} orders when the last was sent, all counted {drain_s:.2f} s later; "
         f"{measured:,} orders in the measured histogram (those counted after the first "
-        f"{sample_value(scrapes['before'], PROCESSED_METRIC):,.0f})")
+        f"{sample_value(before_text, PROCESSED_METRIC):,.0f})")
     say("histogram of the measured orders (upper bound: orders): " + _distribution(buckets))
-    quantiles = ", ".join(f"p{round(q * 100)} {figures[q]}" for q in QUANTILES)
+    quantiles = ", ".join(f"p{round(q * 100)} {_format(quantile(q, buckets), overflowed(q, buckets))}"
+                          for q in QUANTILES)
     return (f"latency at {rate:,.0f} orders/s (achieved {measured_rate:,.0f}/s): {quantiles} "
-            f"over {measured:,} orders; kept up: {kept_up}")
+            f"over {measured:,} orders; kept up: {'yes' if drain_s <= KEPT_UP_WITHIN_S else 'no'}")
 
 
 def _distribution(buckets: dict[float, float]) -> str:
