@@ -1,0 +1,125 @@
+"""`python -m bench <figure>`: throughput, memory, write-amplification, latency, recovery.
+
+Run from the repository root. Kafka and the registry come from the app's own
+settings (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...); topics, app ids
+and everything else a bench creates are its own, and deleted when it ends.
+The last line printed is the result; a wrong result exits 1 with the reason.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+
+from avro_codec import RegistryUnavailable
+
+from settings import SettingsError
+
+from . import throughput
+from .latency import latency
+from .recovery import STORES, recovery
+from .run import BenchFailure, WorkerOptions, say
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)  # 1_000_000 reads too
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def _checkpoints(text: str) -> list[int]:
+    values = [_positive_int(part) for part in text.split(",")]
+    if values != sorted(set(values)):
+        raise argparse.ArgumentTypeError(f"history sizes must increase, got {text}")
+    return values
+
+
+def _stores(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in STORES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"stores are {', '.join(STORES)}; got {text!r}")
+    return names
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    figures = root.add_subparsers(dest="figure", required=True, metavar="FIGURE")
+
+    worker = argparse.ArgumentParser(add_help=False)
+    worker.add_argument("--partitions", type=_positive_int, default=6, help="partitions of the bench's topics")
+    worker.add_argument("--faust-metrics", action="store_true",
+                        help="keep Faust's Prometheus sensor on (FAUST_METRICS=true); off by default")
+    drained = argparse.ArgumentParser(add_help=False, parents=[worker])
+    drained.add_argument("--orders", type=_positive_int, default=1_000_000, help="orders to preload and count")
+    drained.add_argument("--store", choices=sorted(STORES), default="memory", help="the worker's table store")
+
+    tput = figures.add_parser("throughput", parents=[drained],
+                              help="orders/s of one worker draining a preloaded topic, against the bare ceiling")
+    tput.add_argument("--profile", type=Path, metavar="FILE",
+                      help="run py-spy on the worker; top frames by self and inclusive time go to FILE")
+    figures.add_parser("memory", parents=[drained], help="peak RSS of that worker")
+    figures.add_parser("write-amplification", parents=[drained],
+                       help="table changelog records written per 1,000 orders by that worker")
+
+    lat = figures.add_parser("latency", parents=[worker],
+                             help="p50/p95/p99 from produce to aggregate update at a steady rate")
+    lat.add_argument("--rate", type=_positive_float, default=1000, help="orders per second")
+    lat.add_argument("--seconds", type=_positive_float, default=30, help="measured seconds, after the warm-up")
+    lat.add_argument("--warmup", type=_positive_float, default=5, help="seconds sent before measuring")
+    lat.add_argument("--drain-timeout", type=_positive_float, default=300,
+                     help="how long the worker may take to count everything after the last order is sent")
+
+    rec = figures.add_parser("recovery", parents=[worker],
+                             help="restart time to the full aggregate, memory:// and rocksdb://")
+    rec.add_argument("--orders", type=_checkpoints, default=[1_000_000], metavar="N[,N...]",
+                     help="history sizes at which to restart, increasing: 200000,1000000 restarts twice")
+    rec.add_argument("--stores", type=_stores, default=list(STORES), metavar="STORE[,STORE]",
+                     help=f"table stores to measure: {','.join(STORES)}")
+    return root
+
+
+def run(args: argparse.Namespace) -> str:
+    options = WorkerOptions(partitions=args.partitions, faust_metrics=args.faust_metrics,
+                            table_store=STORES[getattr(args, "store", "memory")])
+    if args.figure == "throughput":
+        return throughput.throughput(options, args.orders, args.profile)
+    if args.figure == "memory":
+        return throughput.memory(options, args.orders)
+    if args.figure == "write-amplification":
+        return throughput.write_amplification(options, args.orders)
+    if args.figure == "latency":
+        return latency(options, args.rate, args.seconds, args.warmup, args.drain_timeout)
+    return recovery(options, args.stores, args.orders)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        result = run(args)
+    except BenchFailure as exc:
+        print(f"bench {args.figure} FAILED: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except SettingsError as exc:
+        print(f"bench {args.figure} FAILED: configuration error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except (RegistryUnavailable, KafkaException) as exc:
+        print(f"bench {args.figure} FAILED: the stack did not answer: {exc}", file=sys.stderr, flush=True)
+        return 1
+    say(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
