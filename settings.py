@@ -85,8 +85,7 @@ class Settings:
     #: Add Faust's own stream, consumer and table metrics to /metrics (Faust's Prometheus sensor:
     #: about 30 µs more CPU per message); false keeps the app's own metrics only.
     faust_metrics: bool = True
-    #: Most records an agent takes from its stream at once; the table is written once per
-    #: partition per batch, so bigger batches mean fewer changelog records.
+    #: Most records an agent takes from its stream at once.
     batch_max_records: int = 1000
     #: Longest an agent waits to fill a batch before it processes what it has (bounds latency).
     batch_max_wait_seconds: float = 0.02

@@ -2,9 +2,9 @@
 
 Agents hand over their events a batch at a time (`stream.take_events`). A batch
 applies its records in order to the in-memory states of their partitions
-(`LiveStates`) and writes each changed state to the table once, at its end,
-before Faust acknowledges the events: one changelog record per partition per
-batch instead of one per order.
+(`LiveStates`); the states are written to the table once per commit, just
+before Faust commits the offsets: one changelog record per changed partition
+per commit instead of one per order.
 
 Ordering rules that keep the aggregate exact across crashes:
 - a partition's state carries the offsets applied from each source topic
@@ -68,39 +68,21 @@ def _label(record: dict | None, msg) -> str:
 
 
 class _Batch:
-    """The partitions a batch holds open, which of them it changed, and when its orders were produced."""
+    """What a batch reports once it is applied: when its counted orders were produced, which replays it skipped."""
 
     def __init__(self) -> None:
-        self.events: dict[int, EventT] = {}  # partition -> an event of the batch from it
-        self.states: dict[int, PartitionState] = {}
-        self.changed: set[int] = set()
         self.counted_timestamps: list[float | None] = []
         self.replays: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> skipped offsets
 
-    def state(self, event: EventT) -> PartitionState:
-        partition = event.message.partition
-        state = self.states.get(partition)
-        if state is None:
-            self.events[partition] = event
-            state = self.states[partition] = live_states.open(partition)
-        return state
-
-    def close(self) -> None:
-        for partition, event in self.events.items():
-            live_states.close(partition, event, partition in self.changed)
-
 
 async def handle_batch(events: Sequence[EventT], *, is_retry: bool) -> None:
-    """Apply a batch of events in order, then write each changed partition state once."""
+    """Apply a batch of events in order to the partitions' states (written to the table before the next commit)."""
     batch = _Batch()
-    try:
-        for event in events:
-            msg = event.message
-            if await _handle(msg, batch.state(event), is_retry, batch):
-                batch.changed.add(msg.partition)
-    finally:
-        batch.close()
-    for timestamp in batch.counted_timestamps:  # after the write: latency is to the aggregate update
+    for event in events:
+        msg = event.message
+        if await _handle(msg, live_states.get(msg.partition), is_retry, batch):
+            live_states.changed(msg.partition, event)
+    for timestamp in batch.counted_timestamps:
         order_metrics.processed(timestamp)
     for (topic, partition), offsets in batch.replays.items():
         log.info("skip %d record(s) of %s[%d] (offsets %d-%d): applied before a restart",

@@ -1,18 +1,18 @@
-"""Partition states held in memory while batches work on them, written to the table once per batch.
+"""Partition states kept in memory and written to the table just before Faust commits offsets.
 
-Writing the table per order sends one changelog record per order, which is
-most of what a worker does (FAUST-NOTES). Instead, a batch opens the states of
-the partitions it touches, changes them in memory and closes them at its end,
-when each changed state is written once: the Kafka Streams record-cache idea,
-flushed before Faust acknowledges the batch's events, so before any offset they
-cover can be committed (Faust flushes the producer, changelog included, before
-it commits offsets).
+Writing the table per order sends one changelog record per order, which was
+most of what a worker did (FAUST-NOTES). Here the agents change the states in
+memory and mark them changed; `flush` writes each changed state once, and the
+app calls it when Faust is about to commit offsets (a sensor's
+`on_commit_initiated`), before Faust flushes the producer and commits: the Kafka
+Streams record cache, flushed before the offsets it covers are committed. So
+the changelog gets about one record per changed partition per commit interval,
+and a committed offset never runs ahead of the state in the changelog.
 
-Both agents may work on the same partition at once (an order and a retry copy
-of an earlier order). They then share one state object: `open` hands out the
-object already open, and only a partition nobody holds is read from the table.
-So neither agent can write back a copy that misses the other's changes, however
-their awaits interleave.
+Both agents work on the same state object of a partition (an order and a
+retry copy of an earlier one), so neither can write back a copy that misses
+the other's changes. On a rebalance the states are written and forgotten: the
+partitions may come back recovered from a changelog another worker wrote.
 """
 from __future__ import annotations
 
@@ -28,39 +28,46 @@ from .partition_state import PartitionState
 class LiveStates:
     def __init__(self, table: MutableMapping[int, Any]) -> None:
         self._table = table
-        #: partition -> [state, number of batches holding it]
-        self._open: dict[int, list] = {}
+        self._states: dict[int, PartitionState] = {}
+        #: changed partitions -> one of their events (see `flush`)
+        self._changed: dict[int, EventT] = {}
 
-    def open(self, partition: int) -> PartitionState:
-        """The partition's state, shared with any other batch holding it; call `close` once per `open`."""
-        entry = self._open.get(partition)
-        if entry is None:
-            entry = self._open[partition] = [PartitionState.from_value(self._table.get(partition)), 0]
-        entry[1] += 1
-        return entry[0]
+    def get(self, partition: int) -> PartitionState:
+        """The partition's state, to change in place; call `changed` after each change."""
+        state = self._states.get(partition)
+        if state is None:
+            state = self._states[partition] = PartitionState.from_value(self._table.get(partition))
+        return state
 
     def peek(self, partition: int) -> PartitionState:
         """The newest state of the partition, for reading only."""
-        entry = self._open.get(partition)
-        return entry[0] if entry is not None else PartitionState.from_value(self._table.get(partition))
+        state = self._states.get(partition)
+        return state if state is not None else PartitionState.from_value(self._table.get(partition))
 
-    def open_partitions(self) -> set[int]:
-        return set(self._open)
+    def partitions(self) -> set[int]:
+        return set(self._states)
 
-    def close(self, partition: int, event: EventT, changed: bool) -> None:
-        """Write the state if this batch changed it, and release it.
+    def changed(self, partition: int, event: EventT) -> None:
+        """Note that the partition's state changed while processing `event` (a record of that partition)."""
+        self._changed[partition] = event
 
-        `event` is one of the batch's events from this partition: Faust writes a
-        table key to the changelog partition (and RocksDB shard) of the current
-        event, which after a batch is not necessarily one of this partition.
+    def flush(self) -> int:
+        """Write every changed state to the table; return how many were written.
+
+        Faust writes a table key to the changelog partition (and RocksDB shard)
+        of the current event, so each write runs with one of the partition's own
+        events current.
         """
-        entry = self._open[partition]
-        if changed:
+        changed, self._changed = self._changed, {}
+        for partition, event in changed.items():
             token = _current_event.set(weakref.ref(event))
             try:
-                self._table[partition] = entry[0].to_value()
+                self._table[partition] = self._states[partition].to_value()
             finally:
                 _current_event.reset(token)
-        entry[1] -= 1
-        if entry[1] == 0:
-            del self._open[partition]
+        return len(changed)
+
+    def forget(self) -> None:
+        """Write what changed and drop every state; the next `get` reads the table again."""
+        self.flush()
+        self._states.clear()

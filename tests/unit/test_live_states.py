@@ -23,49 +23,53 @@ class Event:
         self.message = SimpleNamespace(partition=partition)
 
 
-def event_from(partition: int) -> Event:
-    return Event(partition)
-
-
-def test_two_batches_on_one_partition_share_one_state_and_the_last_write_has_both_changes():
+def test_both_agents_change_one_shared_state_and_one_write_carries_both_changes():
     table = RecordingTable()
     live = LiveStates(table)
-    first, second = live.open(2), live.open(2)
-    assert first is second
-    first.count(1_000_000)
-    live.close(2, event_from(2), changed=True)
-    second.retries += 1
-    live.close(2, event_from(2), changed=True)
+    live.get(2).count(1_000_000)
+    live.changed(2, Event(2))
+    live.get(2).retries += 1
+    live.changed(2, Event(2))
+    assert table.writes == []
+    assert live.flush() == 1
     assert table[2]["orders"] == 1 and table[2]["retries"] == 1
+    assert len(table.writes) == 1
 
 
-def test_a_closed_partition_is_read_again_from_the_table():
+def test_each_write_runs_with_an_event_of_the_written_partition_current():
     table = RecordingTable()
     live = LiveStates(table)
-    live.open(0).count(5)
-    live.close(0, event_from(0), changed=True)
-    table[0] = {**table[0], "orders": 7}  # e.g. recovered from the changelog after a rebalance
-    assert live.open(0).orders == 7
-
-
-def test_the_table_is_written_with_an_event_of_the_written_partition_current():
-    table = RecordingTable()
-    live = LiveStates(table)
-    live.open(4).count(1)
-    live.close(4, event_from(4), changed=True)
-    assert table.writes == [(4, 4)]
+    for partition in (4, 1):
+        live.get(partition).count(1)
+        live.changed(partition, Event(partition))
+    live.flush()
+    assert sorted(table.writes) == [(1, 1), (4, 4)]
     assert current_event() is None
 
 
-def test_an_unchanged_state_is_not_written():
+def test_only_states_changed_since_the_last_flush_are_written():
     table = RecordingTable()
     live = LiveStates(table)
-    live.open(1)
-    live.close(1, event_from(1), changed=False)
-    assert table.writes == []
+    live.get(0).count(1)
+    live.changed(0, Event(0))
+    live.flush()
+    live.get(3)
+    assert live.flush() == 0
+    assert table.writes == [(0, 0)]
 
 
 def test_peek_sees_changes_not_yet_written():
     live = LiveStates(RecordingTable())
-    live.open(3).count(2)
+    live.get(3).count(2)
     assert live.peek(3).orders == 1
+
+
+def test_after_forget_changes_are_written_and_states_are_read_again_from_the_table():
+    table = RecordingTable()
+    live = LiveStates(table)
+    live.get(0).count(5)
+    live.changed(0, Event(0))
+    live.forget()
+    assert table[0]["orders"] == 1
+    table[0] = {**table[0], "orders": 7}  # recovered from a changelog another worker wrote
+    assert live.get(0).orders == 7
