@@ -1,6 +1,8 @@
-"""The order pipeline on the real stack: counting, retries, dead letters, restarts, CLI."""
+"""The order pipeline on the real stack: counting, retries, dead letters, restarts, CLI, logging."""
 import json
+import re
 import subprocess
+import time
 
 from agents import retry_headers as h
 
@@ -141,3 +143,27 @@ def test_faust_send_command_lands_an_order_in_the_aggregate(names, start_worker)
     assert refused.returncode != 0
     assert "does not fit" in refused.stderr + refused.stdout
     assert record_count(names.orders) == 1
+
+
+def test_at_high_rates_order_lines_are_capped_and_summaries_account_for_every_order(names, start_worker,
+                                                                                      order_codec):
+    worker = start_worker(ORDER_LOG_LINES_PER_SECOND=3, LOG_SUMMARY_SECONDS=1)
+    wait_for_topics(names.orders)
+    orders = orders_with_prices("log", 600)
+    produce_orders(order_codec, names.orders, orders)
+    worker.wait_for(lambda s: s["orders"] >= len(orders), 60, "all orders counted")
+    time.sleep(2.5)  # the next summary
+
+    lines = worker.log_path.read_text().splitlines()
+    per_second: dict[str, int] = {}
+    for line in lines:
+        if "] processed " in line:
+            second = line[1:20]
+            per_second[second] = per_second.get(second, 0) + 1
+    assert per_second and max(per_second.values()) <= 3
+    summaries = [line for line in lines if re.search(r"last [0-9.]+s: [0-9,]+ processed", line)]
+    assert summaries
+    summarized = sum(int(re.search(r": ([0-9,]+) processed", line).group(1).replace(",", "")) for line in summaries)
+    # Every order is either on a line of its own or counted in a summary (an interval whose events
+    # all had lines gets no summary, so the two can overlap but never miss one).
+    assert len(orders) - sum(per_second.values()) <= summarized <= len(orders)
