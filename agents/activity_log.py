@@ -17,7 +17,9 @@ DEAD_LETTERED = "dead-lettered"
 
 
 class ActivityLog:
-    def __init__(self, lines_per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, lines_per_second: int, clock: Callable[[], float] = time.time) -> None:
+        # Wall-clock seconds, as the log's timestamps count them: with another clock a second
+        # of the log could hold the share of two.
         self._lines_per_second = lines_per_second
         self._clock = clock
         self._second = -1
