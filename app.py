@@ -46,14 +46,23 @@ order_codec = AvroRecordCodec(registry, load_schema(ORDER_SCHEMA), subject=f"{se
 codecs.register(ORDER_CODEC_NAME, order_codec)
 
 
+#: What `prepare_topics_and_registry` raises when Kafka or the registry does not answer in time.
+STARTUP_ERRORS = (TopicSetupError, RegistryUnavailable)
+
+
+def prepare_topics_and_registry() -> None:
+    """Create the app's topics and wait for the registry (blocking), each for up to STARTUP_TIMEOUT_SECONDS."""
+    ensure_topics(settings, settings.startup_timeout_seconds)
+    registry.wait_until_reachable(settings.startup_timeout_seconds)
+
+
 class OrdersApp(faust.App):
     async def on_start(self) -> None:
         await super().on_start()
         # Runs before the consumer starts, so the first assignment covers every partition.
         try:
-            await asyncio.to_thread(ensure_topics, settings, settings.startup_timeout_seconds)
-            await asyncio.to_thread(registry.wait_until_reachable, settings.startup_timeout_seconds)
-        except (TopicSetupError, RegistryUnavailable) as exc:
+            await asyncio.to_thread(prepare_topics_and_registry)
+        except STARTUP_ERRORS as exc:
             log.error("orders-app cannot start: %s", exc)
             raise SystemExit(EXIT_CANNOT_START) from None
 
@@ -122,7 +131,8 @@ failures = FailureSimulator(settings.failure_rate, settings.failure_seed, settin
 def owned_partition_states() -> dict[int, PartitionState]:
     """State of each partition this worker owns now (the table may still hold revoked ones).
 
-    A partition that a batch is working on is reported as the batch has it so far.
+    Read from the agents' in-memory states where they hold one, so it includes
+    changes not yet written to the table (they are, before the next commit).
     """
     actives = app.assignor.assigned_actives()
     changelog = stats_table.changelog_topic.get_topic_name()

@@ -20,11 +20,10 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import SerializationError, StringSerializer
 from faust.cli import option
 
-from app import EXIT_CANNOT_START, ORDER_SCHEMA, app, registry, settings
-from avro_codec import RegistryUnavailable
+from app import (EXIT_CANNOT_START, ORDER_SCHEMA, STARTUP_ERRORS, app, prepare_topics_and_registry, registry,
+                 settings)
 from kafka_security import confluent_config, registry_auth
 from order_sender import DeliveryTally, drain, produce
-from topic_setup import TopicSetupError, ensure_topics
 
 PRODUCTS = ["Laptop", "Phone", "Tablet", "Monitor", "Keyboard", "Mouse", "Headphones", "Camera"]
 DRAIN_TIMEOUT_SECONDS = 30
@@ -65,9 +64,8 @@ async def produce_orders(self, count: int, interval: float) -> None:
     """Send random orders to the orders topic, keyed by orderId, and summarize their delivery."""
     topic = settings.orders_topic
     try:
-        ensure_topics(settings, settings.startup_timeout_seconds)
-        registry.wait_until_reachable(settings.startup_timeout_seconds)
-    except (TopicSetupError, RegistryUnavailable) as exc:
+        prepare_topics_and_registry()
+    except STARTUP_ERRORS as exc:
         print(f"produce-orders cannot start: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CANNOT_START) from None
 

@@ -23,11 +23,16 @@ class Event:
         self.message = SimpleNamespace(partition=partition)
 
 
+def count_order(live: LiveStates, partition: int) -> None:
+    """What an agent does for a counted order: change the shared state, then say so."""
+    live.get(partition).count(1_000_000)
+    live.changed(partition, Event(partition))
+
+
 def test_both_agents_change_one_shared_state_and_one_write_carries_both_changes():
     table = RecordingTable()
     live = LiveStates(table)
-    live.get(2).count(1_000_000)
-    live.changed(2, Event(2))
+    count_order(live, 2)
     live.get(2).retries += 1
     live.changed(2, Event(2))
     assert table.writes == []
@@ -40,8 +45,7 @@ def test_each_write_runs_with_an_event_of_the_written_partition_current():
     table = RecordingTable()
     live = LiveStates(table)
     for partition in (4, 1):
-        live.get(partition).count(1)
-        live.changed(partition, Event(partition))
+        count_order(live, partition)
     live.flush()
     assert sorted(table.writes) == [(1, 1), (4, 4)]
     assert current_event() is None
@@ -50,8 +54,7 @@ def test_each_write_runs_with_an_event_of_the_written_partition_current():
 def test_only_states_changed_since_the_last_flush_are_written():
     table = RecordingTable()
     live = LiveStates(table)
-    live.get(0).count(1)
-    live.changed(0, Event(0))
+    count_order(live, 0)
     live.flush()
     live.get(3)
     assert live.flush() == 0
@@ -67,8 +70,7 @@ def test_peek_sees_changes_not_yet_written():
 def test_after_forget_changes_are_written_and_states_are_read_again_from_the_table():
     table = RecordingTable()
     live = LiveStates(table)
-    live.get(0).count(5)
-    live.changed(0, Event(0))
+    count_order(live, 0)
     live.forget()
     assert table[0]["orders"] == 1
     table[0] = {**table[0], "orders": 7}  # recovered from a changelog another worker wrote
