@@ -3,12 +3,10 @@
 Waiting here holds up only this agent; `orders` keeps flowing through its own.
 Retry copies are sent with the same delay, so they come due in log order.
 """
-from app import app, retry_topic, settings
-
-from .handle_order import handle_batch
+from orders.app import app, handler, retry_topic, settings
 
 
 @app.agent(retry_topic)
 async def retry_orders(stream):
     async for events in stream.take_events(settings.batch_max_records, within=settings.batch_max_wait_seconds):
-        await handle_batch(events, is_retry=True)
+        await handler.handle_batch(events, is_retry=True)

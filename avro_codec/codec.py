@@ -45,9 +45,14 @@ class AvroRecordCodec(Codec):
 
     @property
     def schema_id(self) -> int:
+        """The id of the reader schema under `subject`, registered on first use."""
         if self._schema_id is None:
             self._schema_id = self.registry.register(self.subject, self.raw_schema)
         return self._schema_id
+
+    def register_schema(self) -> int:
+        """Register the schema now (an outage or a refused change surfaces here); return its id."""
+        return self.schema_id
 
     def to_record(self, obj: Any) -> dict[str, Any]:
         """Accept a dict or its JSON text (what `faust send` passes); check it fits the schema."""
@@ -71,9 +76,14 @@ class AvroRecordCodec(Codec):
                                  ) from exc
         return obj
 
-    def encode(self, record: dict[str, Any]) -> bytes:
+    def encode(self, record: Any) -> bytes:
+        """Framed bytes of a dict or its JSON text, checked against the schema first (clear errors)."""
+        return self.encode_fitting(self.to_record(record))
+
+    def encode_fitting(self, record: dict[str, Any]) -> bytes:
+        """Framed bytes of a dict that a program built to fit the schema: no JSON, no separate check."""
         out = io.BytesIO()
-        fastavro.schemaless_writer(out, self.schema, self.to_record(record))
+        fastavro.schemaless_writer(out, self.schema, record)
         return wire.frame(self.schema_id, out.getvalue())
 
     def _dumps(self, obj: Any) -> bytes:

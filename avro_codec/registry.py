@@ -19,6 +19,7 @@ import httpx
 from schema_registry.client import SchemaRegistryClient
 from schema_registry.client.errors import ClientError
 
+from .backoff import Backoff
 from .errors import AvroCodecError, RegistryUnavailable
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ class SchemaCache:
             f"{self.configured_url} answers neither the Confluent schema registry API nor Apicurio's "
             f"({APICURIO_CCOMPAT_PATH}); check SCHEMA_REGISTRY_URL")
 
+    def connect(self) -> None:
+        """Find the registry's API (root or Apicurio's ccompat path) unless already found; RegistryUnavailable."""
+        self.client  # noqa: B018  (the property connects)
+
     @property
     def client(self) -> SchemaRegistryClient:
         with self._lock:
@@ -73,18 +78,17 @@ class SchemaCache:
 
     def wait_until_reachable(self, timeout_s: float) -> None:
         """Block until the registry answers, retrying with backoff; RegistryUnavailable after `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.5
+        backoff = Backoff(0.5, self._max_backoff_s, timeout_s)
         while True:
             try:
-                self.client
+                self.connect()
                 return
             except RegistryUnavailable as exc:
-                if time.monotonic() + delay > deadline:
+                delay = backoff.next_delay()
+                if delay is None:
                     raise RegistryUnavailable(f"{exc} (gave up after {timeout_s:.0f}s)") from exc
                 log.warning("%s; retrying in %.1fs", exc, delay)
                 time.sleep(delay)
-                delay = min(delay * 2, self._max_backoff_s)
 
     @property
     def base_url(self) -> str:
@@ -137,24 +141,25 @@ class SchemaCache:
         of the registry coming back from an outage: a registry that has just
         restarted may still be loading its schemas, so the id is asked again.
         """
-        delay = 0.2
+        backoff = Backoff(0.2, self._max_backoff_s)
         while True:
             try:
                 schema = await asyncio.to_thread(self.writer_schema, schema_id)
             except RegistryUnavailable as exc:
                 self._in_outage = True
+                delay = backoff.next_delay()
                 log.warning("%s; retrying in %.1fs", exc, delay)
             except AvroCodecError as exc:
                 back_for_s = self._note_answer()
                 if exc.reason != "unknown-schema-id" or back_for_s is None or back_for_s >= UNKNOWN_ID_GRACE_S:
                     raise
+                delay = backoff.next_delay()
                 log.warning("%s, but the registry came back from an outage %.0fs ago and may still be loading "
                             "its schemas; asking again in %.1fs", exc, back_for_s, delay)
             else:
                 self._note_answer()
                 return schema
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._max_backoff_s)
 
     def _note_answer(self) -> float | None:
         """Record that the registry answered; seconds since it came back from an outage (None: none seen)."""

@@ -14,8 +14,8 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from avro_codec import RegistryUnavailable
-
-from settings import SettingsError
+from orders.ops.worker_process import WorkerProcessError
+from orders.settings import SettingsError
 
 from . import throughput
 from .latency import latency
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         result = run(args)
-    except BenchFailure as exc:
+    except (BenchFailure, WorkerProcessError) as exc:
         print(f"bench {args.figure} FAILED: {exc}", file=sys.stderr, flush=True)
         return 1
     except SettingsError as exc:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import fastavro
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.order_logic import InvalidOrder, validate
 from avro_codec import SchemaCache
-from kafka_security import aiokafka_config
-from settings import Settings
+from orders.client_config import aiokafka_config
+from orders.domain.order import InvalidOrder, validate
+from orders.settings import Settings
 
 from .run import BenchFailure
 

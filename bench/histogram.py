@@ -9,7 +9,7 @@ answer is then a lower bound ("more than").
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 

@@ -15,25 +15,26 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from confluent_kafka import Producer
 
-from agents.order_logic import Order
 from avro_codec import AvroRecordCodec, load_schema
-from order_sender import DeliveryTally, drain, produce
+from orders import kafka_io
+from orders.domain.order import Order
+from orders.kafka_io import DeliveryTally, drain, produce
+from orders.ops.worker_process import ROOT, WorkerProcess
 
 from .histogram import buckets_from_text, delta, overflowed, quantile, sample_value
-from .run import ROOT, BenchFailure, BenchRun, WorkerOptions, say
-from .worker import Worker
+from .run import BenchFailure, BenchRun, WorkerOptions, say
 
 LATENCY_METRIC = "orders_processing_latency_seconds"
 PROCESSED_METRIC = "orders_processed_total"
 SCRAPE_INTERVAL_S = 0.1
 QUANTILES = (0.5, 0.95, 0.99)
 #: Low-latency producer: batches wait at most 1 ms (librdkafka's default is 5 ms, which would add to every figure).
-PRODUCER_CONFIG = {"linger.ms": 1, "enable.idempotence": True, "acks": "all"}
+PRODUCER_CONFIG = {"linger.ms": 1}
 DELIVERY_TIMEOUT_S = 60
 #: The worker "kept up" when it had counted everything within this long after the last order was sent.
 KEPT_UP_WITHIN_S = 1.0
@@ -71,7 +72,7 @@ def send_paced(producer: Producer, topic: str, records: list[tuple[bytes, bytes]
         due = min(len(records), int((now - start) * rate) + 1)
         while sent < due:
             key, value = records[sent]
-            produce(producer, topic, key, value, tally.on_delivery)
+            produce(producer, topic, key=key, value=value, on_delivery=tally.on_delivery)
             sent += 1
         if not hooked and now >= warmup_end:  # every warm-up order is sent by now
             on_warmup_end()
@@ -83,7 +84,7 @@ def send_paced(producer: Producer, topic: str, records: list[tuple[bytes, bytes]
     return Pacing(sent, elapsed)
 
 
-def scrape_when_counted(worker: Worker, target: int, timeout_s: float) -> str:
+def scrape_when_counted(worker: WorkerProcess, target: int, timeout_s: float) -> str:
     """The first /metrics scrape in which the worker has counted at least `target` orders."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -101,15 +102,15 @@ def scrape_when_counted(worker: Worker, target: int, timeout_s: float) -> str:
 def latency(options: WorkerOptions, rate: float, seconds: float, warmup: float, drain_timeout: float) -> str:
     with BenchRun("lat", options) as run:
         app_id = run.app_id()
-        worker = Worker(run.env(app_id), run.tmp).start()
+        worker = WorkerProcess(run.env(app_id), run.tmp)
         try:
-            worker.wait_until_serving()
+            worker.start_serving()
             return _measure(run, worker, rate, seconds, warmup, drain_timeout)
         finally:
             worker.stop()
 
 
-def _prime(run: BenchRun, worker: Worker, producer: Producer, codec: AvroRecordCodec) -> list[dict]:
+def _prime(run: BenchRun, worker: WorkerProcess, producer: Producer, codec: AvroRecordCodec) -> list[dict]:
     """One order to each partition, explicitly; wait until the worker has counted them all."""
     tally = DeliveryTally()
     primers = bench_orders(run.options.partitions, "prime")
@@ -125,7 +126,7 @@ def _prime(run: BenchRun, worker: Worker, producer: Producer, codec: AvroRecordC
 class WarmupScrape(threading.Thread):
     """Scrapes /metrics, from the end of the warm-up on, until the worker has counted `target` orders."""
 
-    def __init__(self, worker: Worker, target: int, timeout_s: float) -> None:
+    def __init__(self, worker: WorkerProcess, target: int, timeout_s: float) -> None:
         super().__init__(daemon=True)
         self.worker, self.target, self.timeout_s = worker, target, timeout_s
         self.text: str | None = None
@@ -144,11 +145,11 @@ class WarmupScrape(threading.Thread):
         return self.text
 
 
-def _measure(run: BenchRun, worker: Worker, rate: float, seconds: float, warmup: float,
+def _measure(run: BenchRun, worker: WorkerProcess, rate: float, seconds: float, warmup: float,
              drain_timeout: float) -> str:
     codec = AvroRecordCodec(run.registry(), load_schema(ROOT / "schemas" / "order-v2.avsc"),
                             subject=f"{run.orders_topic}-value")
-    producer = Producer({**run.kafka_config(), **PRODUCER_CONFIG})
+    producer = kafka_io.producer(run.kafka_config(), **PRODUCER_CONFIG)
     primers = _prime(run, worker, producer, codec)
 
     orders = bench_orders(int(rate * (warmup + seconds)), "lat")
@@ -164,7 +165,7 @@ def _measure(run: BenchRun, worker: Worker, rate: float, seconds: float, warmup:
     if undelivered or tally.failed:
         raise BenchFailure(f"{undelivered} orders undelivered, {tally.failed} failed: {tally.first_error}")
 
-    drained_at, summary = worker.wait_for(lambda s: s["orders"] + s["dead_letters"] >= total, drain_timeout,
+    drained_at, summary = worker.wait_for_timed(lambda s: s["orders"] + s["dead_letters"] >= total, drain_timeout,
                                           f"all {total:,} orders counted")
     before_text, after_text = before.result(), worker.metrics_text()
     expected = (total, expected_micros(primers + orders), 0)

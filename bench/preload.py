@@ -4,8 +4,9 @@ from __future__ import annotations
 import subprocess
 import time
 
-from .run import ROOT, BenchFailure, BenchRun, say
-from .worker import FAUST
+from orders.ops.worker_process import FAUST, ROOT
+
+from .run import BenchFailure, BenchRun, say
 
 #: produce-orders sends ~50k orders/s here; this leaves room for a busy machine.
 SECONDS_PER_ORDER_ALLOWED = 0.002

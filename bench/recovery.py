@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from orders.ops.worker_process import WorkerProcess
+
 from .preload import preload
 from .run import BenchFailure, BenchRun, WorkerOptions, say
-from .worker import Worker
+from .watch import wait_for_orders
 
 STORES = {"memory": "memory://", "rocksdb": "rocksdb://"}
 #: A restarted worker that has not served the full aggregate within this long has failed.
@@ -33,7 +35,7 @@ class Recovery:
                 f"(web up at {self.web_up_s:.2f} s), changelog {self.changelog_records:,} records")
 
 
-def _stop(run: BenchRun, worker: Worker, app_id: str, orders: int) -> tuple[dict, int]:
+def _stop(run: BenchRun, worker: WorkerProcess, app_id: str, orders: int) -> tuple[dict, int]:
     """Stop a worker that has counted `orders` cleanly; return its last aggregate and the changelog's length."""
     final = worker.summary()
     worker.stop_cleanly()
@@ -42,12 +44,12 @@ def _stop(run: BenchRun, worker: Worker, app_id: str, orders: int) -> tuple[dict
     return final, run.end_offsets(run.changelog_topic(app_id))
 
 
-def _time_recovery(worker: Worker, final: dict, store: str, changelog: int) -> Recovery:
+def _time_recovery(worker: WorkerProcess, final: dict, store: str, changelog: int) -> Recovery:
     """Wait until a just started worker shows the aggregate `final`; times count from its process start."""
     orders = final["orders"]
-    web_up_at = worker.wait_for(lambda _s: True, RECOVERY_TIMEOUT_S, "its web view")[0]
-    recovered_at, summary = worker.wait_for(lambda s: s["orders"] >= orders, RECOVERY_TIMEOUT_S,
-                                            f"all {orders:,} orders")
+    web_up_at = worker.wait_for_timed(lambda _s: True, RECOVERY_TIMEOUT_S, "its web view")[0]
+    recovered_at, summary = worker.wait_for_timed(lambda s: s["orders"] >= orders, RECOVERY_TIMEOUT_S,
+                                                  f"all {orders:,} orders")
     if (summary["orders"], summary["total_price_micros"]) != (orders, final["total_price_micros"]):
         raise BenchFailure(f"the restarted worker shows {summary}, not the aggregate it was stopped with: {final}")
     return Recovery(store, orders, changelog, web_up_at - worker.started_at, recovered_at - worker.started_at)
@@ -57,7 +59,7 @@ def recover_store(options: WorkerOptions, checkpoints: list[int]) -> list[Recove
     results: list[Recovery] = []
     with BenchRun(f"rec-{options.table_store.rstrip(':/')}", options) as run:
         app_id = run.app_id()
-        workers = [Worker(run.env(app_id), run.tmp)]
+        workers = [WorkerProcess(run.env(app_id), run.tmp)]
         loaded = 0
         try:
             for orders in checkpoints:
@@ -65,9 +67,9 @@ def recover_store(options: WorkerOptions, checkpoints: list[int]) -> list[Recove
                 loaded = orders
                 if workers[-1].proc is None:
                     workers[-1].start()
-                workers[-1].wait_for_orders(orders)
+                wait_for_orders(workers[-1], orders)
                 final, changelog = _stop(run, workers[-1], app_id, orders)
-                workers.append(Worker(run.env(app_id), run.tmp, label=f"worker-{len(workers)}").start())
+                workers.append(WorkerProcess(run.env(app_id), run.tmp, label=f"worker-{len(workers)}").start())
                 result = _time_recovery(workers[-1], final, options.table_store, changelog)
                 say(f"recovery: {result.line()}")
                 results.append(result)

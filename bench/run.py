@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from avro_codec import SchemaCache
-from kafka_security import confluent_config, registry_auth
-from settings import Settings, load_settings
+from orders import kafka_io
+from orders.client_config import confluent_config, registry_auth
+from orders.settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
 CLEANUP_TIMEOUT_S = 30
 
 
@@ -93,15 +93,10 @@ class BenchRun:
 
     def end_offsets(self, topic: str) -> int:
         """Sum over partitions of the next offset to be written (0 for a topic that does not exist)."""
-        consumer = Consumer({**self.kafka_config(), "group.id": f"{self.prefix}-offsets"})
         try:
-            metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-            if metadata is None or metadata.error is not None:
-                return 0
-            return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                       for p in metadata.partitions)
-        finally:
-            consumer.close()
+            return sum(kafka_io.end_offsets(self.kafka_config(), topic).values())
+        except kafka_io.TopicMissing:
+            return 0
 
     def registry(self) -> SchemaCache:
         return SchemaCache(self.settings.schema_registry_url, auth=registry_auth(self.settings))

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from orders.ops.worker_process import WorkerProcess
+
 from .ceiling import measure_ceiling
 from .preload import preload
 from .profiling import Profiler
 from .run import BenchFailure, BenchRun, WorkerOptions, say
-from .worker import Worker, cpu_seconds, proc_status
+from .watch import cpu_seconds, proc_status, wait_for_orders
 
 MIB = 1024 * 1024
 
@@ -58,13 +60,13 @@ def drain(run: BenchRun, count: int, profile: Path | None = None) -> DrainResult
     """Preload `count` orders, let one worker count them all, check and measure it, stop it."""
     app_id = run.app_id()
     preload(run, app_id, count)
-    worker = Worker(run.env(app_id), run.tmp).start()
+    worker = WorkerProcess(run.env(app_id), run.tmp)
     profiler = None
     try:
-        worker.wait_until_serving()
+        worker.start_serving()
         profiler = Profiler(worker.pid, profile) if profile else None
         cpu_before = cpu_seconds(worker.pid)
-        (first_at, first), (last_at, last) = worker.wait_for_orders(count)
+        (first_at, first), (last_at, last) = wait_for_orders(worker, count)
         cpu_s = cpu_seconds(worker.pid) - cpu_before
         peak_rss, rss = proc_status(worker.pid, "VmHWM"), proc_status(worker.pid, "VmRSS")
         if profiler:

@@ -83,7 +83,7 @@ class Browser:
         """The rendered text of each element, by id (None when the page has no such element)."""
         texts = self.run("return arguments[0].map(id => document.getElementById(id)?.textContent ?? null);",
                          list(element_ids))
-        return dict(zip(element_ids, texts))
+        return dict(zip(element_ids, texts, strict=True))
 
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

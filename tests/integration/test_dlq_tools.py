@@ -3,16 +3,27 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from confluent_kafka.admin import AdminClient
 
-from agents import retry_headers as h
-from agents.retry_headers import Attempt, dlq_headers
-from dlq.ledger import PUBLISHING, REPLAY_OF, REPLAYED_FROM, Entry
+from orders.cli.dlq.ledger import PUBLISHING, REPLAY_OF, REPLAYED_FROM, Entry
+from orders.domain import headers as h
+from orders.domain.headers import Attempt, dlq_headers
 
-from .conftest import (BOOTSTRAP, FAUST, ROOT, app_env, create_topic, micros, produce, produce_orders, read_all,
-                       record_count, wait_for_topics)
+from .conftest import (
+    BOOTSTRAP,
+    FAUST,
+    ROOT,
+    app_env,
+    create_topic,
+    micros,
+    produce,
+    produce_orders,
+    read_all,
+    record_count,
+    wait_for_topics,
+)
 
 GOOD = [{"orderId": f"good-{i}", "product": "Lamp", "price": 2.5 + i} for i in range(3)]
 NEGATIVE = {"orderId": "o-negative", "product": "Broken", "price": -1.0}
@@ -101,7 +112,7 @@ def test_dlq_list_shows_every_dead_letter_decoded_with_reason_attempts_and_coord
     assert listed(names, "--order-id", "o-always", "--reason", "invalid-order") == []
     latest = max(row["time_ms"] for row in rows)
     assert listed(names, "--since", str(latest + 1)) == [], "epoch milliseconds"
-    just_after = datetime.fromtimestamp((latest + 1) / 1000, tz=timezone.utc).isoformat()
+    just_after = datetime.fromtimestamp((latest + 1) / 1000, tz=UTC).isoformat()
     assert len(listed(names, "--until", just_after)) == 3, "ISO-8601"
     typo = dlq(names, "list", "--reason", "invalid")
     assert "no dead letter has reason 'invalid'" in typo.stderr

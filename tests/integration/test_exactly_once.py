@@ -3,19 +3,19 @@
 Runs are reproducible: simulated failures and kill moments come from fixed seeds.
 """
 import random
-import subprocess
-import sys
 import time
 
-from .conftest import (STACK, assert_exact, drained, orders_with_prices, produce_orders, read_all, wait_for_topics,
-                       wait_until)
+from tests.stack import USES_LOCAL_STACK, stack_command
+
+from .conftest import assert_exact, drained, orders_with_prices, produce_orders, read_all, wait_for_topics, wait_until
 
 SEED = 20261126
 FLAKY = dict(PARTITIONS=6, FAILURE_RATE=0.1, FAILURE_SEED=SEED, RETRY_DELAY_SECONDS=0.2, MAX_RETRIES=3)
 
 
 def stack(command: str) -> None:
-    subprocess.run([sys.executable, str(STACK), command], check=True, timeout=180)
+    assert USES_LOCAL_STACK, "outage tests stop and start parts of the local stack"
+    assert stack_command(command, timeout_s=180).returncode == 0, f"scripts/stack {command} failed"
 
 
 def test_aggregate_is_exact_after_repeated_sigkills(names, start_worker, order_codec, capsys):
@@ -28,14 +28,15 @@ def test_aggregate_is_exact_after_repeated_sigkills(names, start_worker, order_c
     recoveries = []
     for kill in range(1, 4):
         seen = worker.wait_for(lambda s: s["orders"] > 0, 60, "processing under way")["orders"]
-        worker.wait_for(lambda s: s["orders"] >= seen + 300, 60, "progress before the kill")
+        worker.wait_for(lambda s, seen=seen: s["orders"] >= seen + 300, 60, "progress before the kill")
         time.sleep(rng.uniform(0.2, 2.0))
         before = worker.summary()
         assert before["orders"] + before["dead_letters"] < len(orders), "killed after the work was done"
         worker.kill()
         killed_at = time.monotonic()
         worker = start_worker(f"run-{kill}", **FLAKY)
-        worker.wait_for(lambda s: s["orders"] > before["orders"], 120, "progress past the pre-kill count")
+        worker.wait_for(lambda s, before=before: s["orders"] > before["orders"], 120,
+                        "progress past the pre-kill count")
         recoveries.append(time.monotonic() - killed_at)
 
     summary = worker.wait_for(drained(len(orders)), 300, "all orders resolved")
@@ -85,7 +86,7 @@ def test_registry_outage_holds_unknown_schema_ids_and_loses_nothing(names, start
         produce_orders(order_codec, names.orders, cached)
         worker.wait_for(lambda s: s["orders"] >= 20, 60, "orders with a cached schema id counted")
         from .conftest import produce
-        produce(names.orders, [(o["orderId"].encode(), data) for o, data in zip(later, v2_bytes)])
+        produce(names.orders, [(o["orderId"].encode(), data) for o, data in zip(later, v2_bytes, strict=True)])
         time.sleep(8)
         held = worker.summary()
         assert (held["orders"], held["dead_letters"]) == (20, 0), held

@@ -2,12 +2,11 @@
 import json
 import math
 
-from agents import retry_headers as h
 from avro_codec import AvroCodecError, AvroRecordCodec, load_schema
 from avro_codec.wire import frame
+from orders.domain import headers as h
 
-from .conftest import (ROOT, orders_with_prices, produce, produce_orders, read_all, record_count,
-                       wait_for_topics)
+from .conftest import ROOT, orders_with_prices, produce, produce_orders, read_all, record_count, wait_for_topics
 
 ORDER = {"orderId": "h-1", "product": "Laptop", "price": 10.5}
 
@@ -97,7 +96,7 @@ def test_version_1_and_version_2_producers_share_the_topic(names, start_worker, 
 
 
 def test_incompatible_schema_change_is_refused_with_a_clear_error(names, order_codec):
-    order_codec.schema_id  # version 1 registered
+    order_codec.register_schema()  # version 1
     incompatible = {**order_codec.raw_schema, "fields": [
         {**f, "type": "string"} if f["name"] == "price" else f for f in order_codec.raw_schema["fields"]]}
     codec = AvroRecordCodec(order_codec.registry, incompatible, subject=order_codec.subject)

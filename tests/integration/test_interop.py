@@ -5,8 +5,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from .conftest import (BOOTSTRAP, ROOT, create_topic, micros, orders_with_prices, produce, read_all,
-                       wait_for_topics)
+from .conftest import BOOTSTRAP, ROOT, create_topic, micros, orders_with_prices, produce, read_all, wait_for_topics
 
 ORDER = {"orderId": "i-1", "product": "Phone", "price": 249.75}
 
@@ -42,4 +41,5 @@ def test_orders_in_compressed_batches_of_every_kafka_codec_are_counted(names, st
         assert producer.flush(30) == 0
 
     summary = worker.wait_for(lambda s: s["orders"] >= len(orders), 60, "compressed orders counted")
-    assert (summary["orders"], summary["total_price_micros"], summary["dead_letters"]) == (len(orders), micros(orders), 0)
+    assert (summary["orders"], summary["total_price_micros"], summary["dead_letters"]) == \
+        (len(orders), micros(orders), 0)

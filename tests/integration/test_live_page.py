@@ -25,7 +25,8 @@ def chart_points(browser: Browser) -> int:
                        "return line === null ? 0 : line.points.numberOfItems;")
 
 
-def test_live_page_renders_the_aggregate_follows_it_and_says_when_the_worker_is_gone(names, start_worker, order_codec, tmp_path):
+def test_live_page_renders_the_aggregate_follows_it_and_says_when_the_worker_is_gone(names, start_worker, order_codec,
+                                                                                      tmp_path):
     # live-3 fails once and is retried; live-7 fails every attempt and is dead-lettered: no figure stays at 0.
     worker = start_worker(MAX_RETRIES=1, SIMULATED_FAILURES="live-3:1,live-7:always")
     url = f"http://127.0.0.1:{worker.port}/"

@@ -4,10 +4,20 @@ import re
 import subprocess
 import time
 
-from agents import retry_headers as h
+from orders.domain import headers as h
 
-from .conftest import (FAUST, ROOT, app_env, micros, orders_with_prices, produce, produce_orders, read_all,
-                       record_count, wait_for_topics)
+from .conftest import (
+    FAUST,
+    ROOT,
+    app_env,
+    micros,
+    orders_with_prices,
+    produce,
+    produce_orders,
+    read_all,
+    record_count,
+    wait_for_topics,
+)
 
 
 def test_orders_are_counted_exactly_with_no_retry_or_dlq_traffic(names, start_worker, order_codec):

@@ -5,11 +5,12 @@ import time
 
 import pytest
 
+from orders.startup import EXIT_CANNOT_START
+
 from .conftest import FAUST, ROOT, app_env, record_count
 
 SUMMARY = re.compile(r"sent (\d+) of (\d+) orders to (\S+) in ([\d.]+) s, ([\d,]+) orders/s; "
                      r"failed (\d+), undelivered (\d+)")
-EXIT_CANNOT_START = 3
 
 
 def produce_orders_command(names, *args: str, **env: object) -> subprocess.CompletedProcess:
@@ -40,7 +41,8 @@ def test_demo_mode_prints_each_order_and_its_delivery(names):
     result = produce_orders_command(names, "--count", "3", "--interval", "0.2")
     assert result.returncode == 0, result.stderr[-2000:]
     orders = re.findall(r'^order \{"orderId": "(o-[0-9a-f]+)"', result.stdout, re.MULTILINE)
-    deliveries = re.findall(rf"^sent (o-[0-9a-f]+) -> {re.escape(names.orders)}\[\d+\]@\d+$", result.stdout, re.MULTILINE)
+    deliveries = re.findall(rf"^sent (o-[0-9a-f]+) -> {re.escape(names.orders)}\[\d+\]@\d+$", result.stdout,
+                            re.MULTILINE)
     assert len(orders) == 3 and deliveries == orders, result.stdout
     assert summary_of(result.stdout)["sent"] == 3
     assert record_count(names.orders) == 3

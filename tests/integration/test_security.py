@@ -5,11 +5,12 @@ import time
 
 import pytest
 
+from orders.startup import EXIT_CANNOT_START
+from tests.stack import SASL_BOOTSTRAP, SASL_PASSWORD, SASL_USERNAME
+
 from .conftest import FAUST, ROOT, app_env, free_port, wait_for_topics
 
-SASL_BOOTSTRAP = "127.0.0.1:9094"  # the local broker's SASL_PLAINTEXT listener (scripts/stack)
-USER, PASSWORD = "orders", "orders-secret"
-EXIT_CANNOT_START = 3
+USER, PASSWORD = SASL_USERNAME, SASL_PASSWORD
 
 
 def sasl(mechanism: str, password: str = PASSWORD) -> dict:

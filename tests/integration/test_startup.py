@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from .conftest import FAUST, ROOT, app_env, free_port
+from orders.startup import EXIT_CANNOT_START
 
-EXIT_CANNOT_START = 3
+from .conftest import FAUST, ROOT, app_env, free_port
 
 
 @pytest.mark.parametrize("unreachable, env, words", [

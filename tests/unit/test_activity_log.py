@@ -1,4 +1,4 @@
-from agents.activity_log import DEAD_LETTERED, PROCESSED, RETRIED, ActivityLog
+from orders.ops.activity_log import DEAD_LETTERED, PROCESSED, RETRIED, ActivityLog
 
 TOTALS = {"orders": 12, "average": 2.5, "dead_letters": 1}
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import fastavro
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from avro_codec import AvroCodecError, AvroRecordCodec, load_schema
 from avro_codec.wire import frame, unframe

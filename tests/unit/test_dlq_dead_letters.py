@@ -1,17 +1,18 @@
 """The pure side of the DLQ tools: parsing dead letters, selecting them, planning a replay."""
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from agents.retry_headers import Attempt, dlq_headers
 from avro_codec import AvroRecordCodec, RegistryUnavailable, load_schema
-from dlq.dead_letters import Record, Selection, dead_letter, in_dlq_order, parse_time, plan_replay
+from orders.cli.dlq.dead_letters import Selection, dead_letter, in_dlq_order, parse_time, plan_replay
+from orders.domain.headers import Attempt, dlq_headers
+from orders.kafka_io import Record
 
 from .fakes import InMemorySchemaCache
 
 SCHEMA = load_schema(Path(__file__).resolve().parents[2] / "schemas" / "order-v2.avsc")
-NOV_27_09_30_UTC_MS = int(datetime(2026, 11, 27, 9, 30, tzinfo=timezone.utc).timestamp() * 1000)
+NOV_27_09_30_UTC_MS = int(datetime(2026, 11, 27, 9, 30, tzinfo=UTC).timestamp() * 1000)
 
 
 @pytest.fixture

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from agents.retry_headers import Attempt, dlq_headers
 from avro_codec import AvroRecordCodec, load_schema
-from dlq.dead_letters import Record, dead_letter
-from dlq.formatting import TABLE_HEADERS, json_object, table_row
-from dlq.ledger import PUBLISHING, REPLAYED, Entry
+from orders.cli.dlq.dead_letters import dead_letter
+from orders.cli.dlq.formatting import TABLE_HEADERS, json_object, table_row
+from orders.cli.dlq.ledger import PUBLISHING, REPLAYED, Entry
+from orders.domain.headers import Attempt, dlq_headers
+from orders.kafka_io import Record
 
 from .fakes import InMemorySchemaCache
 
@@ -30,7 +31,7 @@ def letter_with(codec, value, key=b"o-bad", reason="invalid-order"):
 
 def test_a_table_row_reads_like_the_dead_letter(codec):
     letter = letter_with(codec, codec.encode({"orderId": "o-bad", "product": "Broken", "price": -1.0, "quantity": 2}))
-    row = dict(zip(TABLE_HEADERS, table_row(letter, None)))
+    row = dict(zip(TABLE_HEADERS, table_row(letter, None), strict=True))
     assert row == {"DLQ at": "1/4", "Dead-lettered (UTC)": "2026-11-27 00:07:58", "Order": "o-bad",
                    "Reason": "invalid-order", "Att.": "1", "Original": "orders/2/2",
                    "Value": "Broken -1.00 USD x2", "Error": "ValueError: price -1.0 is negative", "Replayed": ""}
@@ -38,7 +39,7 @@ def test_a_table_row_reads_like_the_dead_letter(codec):
 
 def test_an_undecodable_row_shows_the_key_and_the_size(codec):
     letter = letter_with(codec, b"\x07garbage", key=b"k-9", reason="undecodable")
-    row = dict(zip(TABLE_HEADERS, table_row(letter, None)))
+    row = dict(zip(TABLE_HEADERS, table_row(letter, None), strict=True))
     assert row["Order"] == "? key=k-9"
     assert row["Value"] == "UNDECODABLE, 8 bytes"
     assert row["Error"] == "ValueError: price -1.0 is negative", "the error the worker recorded"

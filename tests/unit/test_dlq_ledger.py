@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from dlq.dead_letters import Record
-from dlq.ledger import PUBLISHING, REPLAY_OF, REPLAYED, Entry, LedgerError, fold, landed, scan_start
+from orders.cli.dlq.ledger import PUBLISHING, REPLAY_OF, REPLAYED, Entry, LedgerError, fold, landed, scan_start
+from orders.kafka_io import Record
 
 
 def ledger_record(key, value, offset):

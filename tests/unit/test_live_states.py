@@ -2,7 +2,7 @@ from types import SimpleNamespace
 
 from faust.streams import current_event
 
-from agents.live_states import LiveStates
+from orders.processing.live_states import LiveStates
 
 
 class RecordingTable(dict):

@@ -3,7 +3,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from metrics import OrderMetrics, partition_lag
+from orders.ops.metrics import OrderMetrics
 
 NOW = 1_700_000_000.0
 
@@ -122,15 +122,3 @@ def test_every_metric_is_exported_with_its_type_and_help_before_anything_happens
         "orders_owned_partitions_orders": "gauge", "orders_owned_partitions_total_price": "gauge",
         "orders_owned_partitions_average_price": "gauge"}
     assert "Kafka timestamp" in families["orders_processing_latency_seconds"].documentation
-
-
-@pytest.mark.parametrize("highwater, applied, earliest, expected", [
-    (10, 9, 0, 0),      # everything applied: offset 9 was the last record
-    (10, 6, 0, 3),      # offsets 7, 8 and 9 wait
-    (10, -1, 0, 10),    # nothing applied yet
-    (10, -1, 4, 6),     # nothing applied, records before offset 4 deleted by retention
-    (0, -1, 0, 0),      # empty partition
-    (10, 12, 0, 0),     # applied after the highwater was read: never negative
-])
-def test_partition_lag_counts_the_records_after_the_last_applied_one(highwater, applied, earliest, expected):
-    assert partition_lag(highwater, applied, earliest) == expected

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from agents.order_logic import FailureSimulator, InvalidOrder, Order, SimulatedFailure, process_order, validate
+from orders.domain.order import FailureSimulator, InvalidOrder, Order, SimulatedFailure, process_order, validate
 
 
 def test_valid_order_is_accepted():

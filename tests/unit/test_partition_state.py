@@ -1,4 +1,4 @@
-from agents.partition_state import PartitionState, summarize
+from orders.domain.partition_state import PartitionState, summarize
 
 
 def test_state_round_trips_through_its_table_value():

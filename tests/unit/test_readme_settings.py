@@ -3,7 +3,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from settings import Settings
+from orders.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

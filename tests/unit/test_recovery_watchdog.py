@@ -1,4 +1,4 @@
-from recovery_watchdog import SourceProgress
+from orders.ops.watchdog import SourceProgress
 
 
 def test_a_partition_with_nothing_waiting_is_never_stalled():

@@ -43,6 +43,6 @@ def test_credentials_are_sent_to_the_registry(registry_url):
 
 def test_refused_credentials_say_so_without_the_password(registry_url):
     with pytest.raises(RegistryUnavailable) as raised:
-        SchemaCache(registry_url, auth=(USER, "wrong-pw")).base_url
+        SchemaCache(registry_url, auth=(USER, "wrong-pw")).connect()
     assert "refused the credentials" in str(raised.value)
     assert "wrong-pw" not in str(raised.value)

@@ -1,5 +1,14 @@
-from agents.retry_headers import (ATTEMPT, ATTEMPTS, DLQ_REASON, NOT_BEFORE_MS, ORIGINAL_OFFSET, Attempt,
-                                  dlq_headers, retry_attempt, retry_headers)
+from orders.domain.headers import (
+    ATTEMPT,
+    ATTEMPTS,
+    DLQ_REASON,
+    NOT_BEFORE_MS,
+    ORIGINAL_OFFSET,
+    Attempt,
+    dlq_headers,
+    retry_attempt,
+    retry_headers,
+)
 
 
 def test_a_record_without_retry_headers_is_not_a_retry():

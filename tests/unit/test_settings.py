@@ -1,6 +1,6 @@
 import pytest
 
-from settings import Secret, Settings, SettingsError, load_settings
+from orders.settings import Secret, Settings, SettingsError, load_settings
 
 
 def test_defaults_match_the_documented_ones():
@@ -64,3 +64,20 @@ def test_the_replay_ledger_topic_is_derived_from_the_dlq_topic_unless_set():
     assert load_settings({"DLQ_REPLAYED_TOPIC": "ledger"}).replay_ledger_topic == "ledger"
     with pytest.raises(SettingsError, match="DLQ_REPLAYED_TOPIC"):
         load_settings({"DLQ_REPLAYED_TOPIC": "orders"})
+
+
+def test_every_setting_has_a_type_the_loader_converts():
+    from dataclasses import fields
+    from typing import get_type_hints
+
+    from orders.settings import _field_kind
+    hints = get_type_hints(Settings)
+    for field in fields(Settings):
+        kind, _optional = _field_kind(hints[field.name])
+        assert kind in (str, int, float, bool, Secret), f"{field.name}: {hints[field.name]}"
+
+
+def test_an_optional_number_is_read_as_a_number_not_as_text():
+    assert load_settings({"FAILURE_SEED": "42"}).failure_seed == 42
+    with pytest.raises(SettingsError, match="FAILURE_SEED must be a whole number"):
+        load_settings({"FAILURE_SEED": "forty-two"})

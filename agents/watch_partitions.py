@@ -1,0 +1,13 @@
+"""Every few seconds: unstick a partition that Faust stopped delivering (see orders/ops/watchdog.py)."""
+from orders.app import SOURCE_TOPICS, app, applied_offset, settings
+from orders.ops import watchdog
+
+_progress = watchdog.SourceProgress()
+_source_names = {topic.get_topic_name() for topic in SOURCE_TOPICS}
+# A retry copy held for its delay is not a stall: allow a few delays.
+_stall_s = max(watchdog.STALL_SECONDS, 3 * settings.retry_delay_seconds)
+
+
+@app.timer(watchdog.CHECK_INTERVAL_S)
+async def watch_partitions() -> None:
+    await watchdog.check_for_stalls(app, _source_names, applied_offset, _progress, _stall_s)

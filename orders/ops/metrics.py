@@ -1,0 +1,98 @@
+"""The app's own Prometheus metrics, and the functions that update them.
+
+Pure prometheus_client, no Faust: the agents call `processed`, `retried` and
+`dead_lettered` once per outcome; the /metrics page (metrics_page.py) sets
+the lag and aggregate gauges just before each scrape. Everything that runs per
+order touches pre-created metric children only (a counter increment or a
+histogram observation is about 1 µs); label lookups happen once per reason.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+#: From 1 ms (a first attempt on an idle worker) to a minute: a retried order's
+#: latency includes the retry delay it was held for. Dense below a second, so
+#: quantiles interpolated from them (bench/histogram.py, Prometheus'
+#: histogram_quantile) are within a few ms where most orders fall.
+LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class OrderMetrics:
+    """Every metric the app defines itself, registered in `registry`."""
+
+    def __init__(self, registry: CollectorRegistry, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._processed = Counter(
+            "orders_processed", "Orders counted in the aggregate by this worker since it started.",
+            registry=registry)
+        self._retried = Counter(
+            "orders_retried", "Failed attempts sent to the retry topic by this worker since it started.",
+            registry=registry)
+        self._dead_lettered = Counter(
+            "orders_dead_lettered", "Records sent to the dead-letter topic by this worker since it started, "
+            "by the reason in their x-dlq-reason header.", ["reason"], registry=registry)
+        self._latency = Histogram(
+            "orders_processing_latency_seconds",
+            "Seconds from the Kafka timestamp of the record that got an order counted to the aggregate update. "
+            "For a first attempt that is the time since the order was produced; for a retry copy, the time "
+            "since the attempt before it failed, so it includes one retry delay. Records without a timestamp "
+            "are not observed; a timestamp ahead of this worker's clock counts as 0.",
+            buckets=LATENCY_BUCKETS, registry=registry)
+        self._lag = Gauge(
+            "orders_consumer_lag",
+            "Records waiting in a source partition this worker owns: highwater minus the next offset to apply "
+            "(read from the broker at scrape time). On the retry topic this includes copies held for their "
+            "retry delay.", ["topic", "partition"], registry=registry)
+        self._owned_orders = Gauge(
+            "orders_owned_partitions_orders",
+            "Orders counted in the aggregate, over the partitions this worker owns now (from the table).",
+            registry=registry)
+        self._owned_total_price = Gauge(
+            "orders_owned_partitions_total_price",
+            "Sum of the prices of those orders. Global average: sum of this over all workers divided by "
+            "the sum of orders_owned_partitions_orders.", registry=registry)
+        self._owned_average = Gauge(
+            "orders_owned_partitions_average_price",
+            "Average price over the partitions this worker owns (worker-local, not the global /average/).",
+            registry=registry)
+        self._reasons: dict[str, Counter] = {}
+
+    def declare_dead_letter_reasons(self, *reasons: str) -> None:
+        """Export each reason at 0 before its first dead letter, so rate() sees the first one."""
+        for reason in reasons:
+            self._reason(reason)
+
+    def _reason(self, reason: str) -> Counter:
+        child = self._reasons.get(reason)
+        if child is None:
+            child = self._reasons[reason] = self._dead_lettered.labels(reason=reason)
+        return child
+
+    def processed(self, record_timestamp_s: float | None) -> None:
+        """An order was counted; `record_timestamp_s` is its record's Kafka timestamp in seconds."""
+        self._processed.inc()
+        if record_timestamp_s is not None and record_timestamp_s > 0:
+            self._latency.observe(max(0.0, self._clock() - record_timestamp_s))
+
+    def retried(self) -> None:
+        self._retried.inc()
+
+    def dead_lettered(self, reason: str) -> None:
+        self._reason(reason).inc()
+
+    def set_lag(self, lag: Mapping[tuple[str, int], int]) -> None:
+        """Replace the lag series with these (topic, partition) -> records; partitions not given disappear."""
+        self._lag.clear()
+        for (topic, partition), records in lag.items():
+            self._lag.labels(topic=topic, partition=str(partition)).set(records)
+
+    def set_owned_aggregate(self, summary: Mapping[str, float]) -> None:
+        """From the aggregate over this worker's partitions (`orders`, `total_price`, `average`)."""
+        self._owned_orders.set(summary["orders"])
+        self._owned_total_price.set(summary["total_price"])
+        self._owned_average.set(summary["average"])
+

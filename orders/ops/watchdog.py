@@ -1,0 +1,87 @@
+"""Unsticks a worker whose Faust consumer stops delivering records.
+
+Now and then, after partitions move between workers, Faust on the new owner
+stops receiving records of some partition: table recovery waits forever
+("No event received for active tp"; faust-streaming issues 74, 21, 176 report
+recovery stalls), or a source partition with records behind its highwater
+never reaches the agent. Seen here in the scale-out test. A new rebalance
+restarts recovery and seeks every partition again, so when either stall lasts
+STALL_SECONDS the worker asks its group to rebalance. This reaches into
+Faust's and aiokafka's internals, which is why it lives alone here.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from time import monotonic
+from typing import Any
+
+import faust
+
+from .lag import owned_highwaters
+
+log = logging.getLogger("orders")
+
+#: A stall this long makes the worker ask for a rebalance.
+STALL_SECONDS = 20.0
+#: How often the watchdog looks.
+CHECK_INTERVAL_S = 5.0
+
+
+def recovery_stalled_for(recovery, now: float) -> float:
+    """Seconds since recovery last received a changelog record (0 when not recovering)."""
+    if not recovery.in_recovery or recovery._recovery_started_at is None:
+        return 0.0
+    last = max(recovery._active_events_received_at.values(), default=recovery._recovery_started_at)
+    return now - max(last, recovery._recovery_started_at)
+
+
+async def request_rebalance(app: faust.App) -> None:
+    thread = app.consumer._thread
+
+    async def rejoin() -> None:
+        thread._consumer._coordinator.request_rejoin()
+
+    await thread.call_thread(rejoin)
+
+
+class SourceProgress:
+    """Remembers, per source partition, the applied offset and since when it has not moved."""
+
+    def __init__(self) -> None:
+        self._seen: dict = {}
+
+    def stalled_for(self, tp, applied: int, highwater: int, now: float) -> float:
+        """Seconds that `tp` has had records waiting (highwater past applied) without progress."""
+        if highwater <= applied + 1:
+            self._seen.pop(tp, None)
+            return 0.0
+        last_applied, since = self._seen.get(tp, (None, now))
+        if last_applied != applied:
+            since = now
+        self._seen[tp] = (applied, since)
+        return now - since
+
+
+async def check_for_stalls(app: faust.App, source_names: set[str], applied_offset: Callable[[Any], int],
+                           progress: SourceProgress, stall_s: float) -> None:
+    """Ask the group to rebalance when recovery or a source partition has not progressed for `stall_s`.
+
+    `applied_offset(tp)` gives the last offset the agents applied from a source partition (-1: none).
+    """
+    now = monotonic()
+    stalled = recovery_stalled_for(app.tables.recovery, now)
+    if stalled >= stall_s:
+        log.warning("table recovery received no changelog record for %.0fs; asking the group to rebalance, "
+                    "which restarts recovery", stalled)
+        await request_rebalance(app)
+        return
+    if app.tables.recovery.in_recovery:
+        return
+    for tp, highwater in (await owned_highwaters(app.consumer, source_names)).items():
+        stalled = progress.stalled_for(tp, applied_offset(tp), highwater, now)
+        if stalled >= stall_s:
+            log.warning("%s[%d]: records wait past offset %d but none arrived for %.0fs; asking the group "
+                        "to rebalance", tp.topic, tp.partition, applied_offset(tp), stalled)
+            await request_rebalance(app)
+            return

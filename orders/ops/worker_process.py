@@ -1,0 +1,144 @@
+"""A `faust -A app worker` subprocess, watched through its web view: for the tests and the benchmarks.
+
+It starts the worker with its own web port, data dir and log file, reads its
+`/average/` and `/metrics`, waits for conditions with a bound, and stops it
+with SIGTERM (SIGKILL when that takes too long), reporting the exit code.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FAUST = Path(sys.executable).parent / "faust"
+#: How often /average/ is asked; each request costs the worker a little CPU.
+POLL_INTERVAL_S = 0.1
+START_TIMEOUT_S = 120
+#: SIGTERM must end a worker within this long; after it, the worker is killed and the exit code shows it.
+STOP_TIMEOUT_S = 60
+
+
+class WorkerProcessError(AssertionError):
+    """The worker exited, or a condition did not hold in time; the message ends with the log's tail."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WorkerProcess:
+    """One worker; its log goes to `<workdir>/<label>.log`, its table data to `<workdir>/data`."""
+
+    def __init__(self, env: Mapping[str, str], workdir: Path, label: str = "worker") -> None:
+        self.env = dict(env)
+        self.workdir = workdir
+        self.label = label
+        self.log_path = workdir / f"{label}.log"
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
+    def start(self) -> WorkerProcess:
+        """Start the process without waiting for it; `started_at` is the monotonic time of the start."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.started_at = time.monotonic()
+            self.proc = subprocess.Popen(
+                [str(FAUST), "--datadir", str(self.workdir / "data"), "-A", "app", "worker", "-l", "info",
+                 "--web-port", str(self.port)],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def start_serving(self, timeout_s: float = START_TIMEOUT_S) -> WorkerProcess:
+        """Start the process and wait until its web view answers."""
+        self.start()
+        self.wait_for(lambda _summary: True, timeout_s, "its web view")
+        return self
+
+    # -- what it shows ----------------------------------------------------------
+
+    def summary(self) -> dict | None:
+        """The worker's /average/, or None while its web view does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/average/", timeout=5) as resp:
+                return json.loads(resp.read())
+        except OSError:
+            return None
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as resp:
+            return resp.read().decode()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
+
+    def check_alive(self) -> None:
+        assert self.proc is not None, "not started"
+        if self.proc.poll() is not None:
+            raise WorkerProcessError(f"{self.label} exited with code {self.proc.returncode}\n{self.log_tail()}")
+
+    # -- waiting ----------------------------------------------------------------
+
+    def wait_for_timed(self, predicate: Callable[[dict], bool], timeout_s: float, what: str) -> tuple[float, dict]:
+        """Poll /average/ until `predicate` holds; return (monotonic time it was seen, the summary)."""
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            self.check_alive()
+            summary = self.summary()
+            seen = time.monotonic()
+            if summary is not None:
+                last = summary
+                if predicate(summary):
+                    return seen, summary
+            time.sleep(POLL_INTERVAL_S)
+        raise WorkerProcessError(f"{self.label}: timed out after {timeout_s:.0f} s waiting for {what}; "
+                                 f"last /average/ {last}\n{self.log_tail()}")
+
+    def wait_for(self, predicate: Callable[[dict], bool], timeout_s: float, what: str) -> dict:
+        """Poll /average/ until `predicate` holds; return that summary."""
+        return self.wait_for_timed(predicate, timeout_s, what)[1]
+
+    # -- stopping -----------------------------------------------------------------
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM (a clean stop), SIGKILL if it takes longer than `timeout_s`; the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def stop_cleanly(self) -> None:
+        """SIGTERM; WorkerProcessError unless the worker exits with 0."""
+        code = self.stop()
+        if code != 0:
+            raise WorkerProcessError(f"{self.label} exited with code {code} on SIGTERM\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing flushed."""
+        assert self.proc is not None, "not started"
+        self.proc.kill()
+        self.proc.wait()

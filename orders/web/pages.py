@@ -1,0 +1,35 @@
+"""The worker's pages: the live page at `/`, the global aggregate at `/average/`, this worker's share.
+
+The live page is static (`live.html`, inline CSS and JavaScript, nothing fetched
+from elsewhere); its script polls `GET /average/` every second and keeps the
+history in the browser, so the worker serves it without any state of its own.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..app import app, owned_partition_states, settings, stats_table
+from ..domain.partition_state import summarize
+from .peers import gather_partition_states
+
+LIVE_HTML = (Path(__file__).resolve().parent / "live.html").read_text(encoding="utf-8")
+
+
+@app.page("/")
+async def live_page(web, request):
+    """The live page (instead of Faust's `{"status": "OK"}` index)."""
+    return web.html(LIVE_HTML)
+
+
+@app.page("/partition-stats/")
+async def partition_stats(web, request):
+    """This worker's share of the aggregate, by partition; /average/ on any worker gathers them."""
+    return web.json({str(p): state.to_value() for p, state in owned_partition_states().items()})
+
+
+@app.page("/average/")
+async def average(web, request):
+    """The global aggregate: this worker's partitions plus every other owner's, fetched over HTTP."""
+    states, unreachable = await gather_partition_states(
+        app, stats_table.name, owned_partition_states(), timeout_s=settings.peer_timeout_seconds)
+    return web.json({**summarize(states.values()), "partitions": len(states), "unreachable_workers": unreachable})
