@@ -1,17 +1,25 @@
 """The `faust -A app` entry point: the app, and everything that registers on it.
 
 `orders.app` builds the Faust app, its topics and table and the processing
-objects; the modules imported below register agents, timers, pages and
-commands on it. They import `orders.app`; it imports none of them.
+objects; the modules imported below register on it:
+
+- agents: `process_orders` (on `orders`), `retry_orders` (on `orders-retry`);
+- tasks and timers: `commit_partitions` (open transactions), `log_activity` (summary
+  lines), `watch_partitions` (the stall watchdog);
+- pages: `/`, `/average/`, `/partition-stats/` (orders.web.pages), `/metrics`;
+- commands: `produce-orders`, `dlq list`, `dlq replay`.
+
+They import `orders.app`; it imports none of them.
 """
+import agents.commit_partitions
 import agents.log_activity
 import agents.process_orders
 import agents.retry_orders
-import agents.watch_partitions  # noqa: F401  (timer: the stall watchdog)
+import agents.watch_partitions
 import orders.cli.dlq.commands
 import orders.cli.produce_orders
 import orders.ops.metrics_page
-import orders.web.pages  # noqa: F401  (GET /, /average/, /partition-stats/)
+import orders.web.pages
 from orders.app import app
 
 __all__ = ["app"]

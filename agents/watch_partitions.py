@@ -1,5 +1,8 @@
 """Every few seconds: unstick a partition that Faust stopped delivering (see orders/ops/watchdog.py)."""
-from orders.app import SOURCE_TOPICS, app, applied_offset, settings
+import asyncio
+
+from orders import kafka_io
+from orders.app import SOURCE_TOPICS, app, applied_offset, kafka_config, settings
 from orders.ops import watchdog
 
 _progress = watchdog.SourceProgress()
@@ -8,6 +11,10 @@ _source_names = {topic.get_topic_name() for topic in SOURCE_TOPICS}
 _stall_s = max(watchdog.STALL_SECONDS, 3 * settings.retry_delay_seconds)
 
 
+async def _records_between(tp, start: int, end: int) -> int:
+    return len(await asyncio.to_thread(kafka_io.read_range, kafka_config, tp.topic, tp.partition, start, end))
+
+
 @app.timer(watchdog.CHECK_INTERVAL_S)
 async def watch_partitions() -> None:
-    await watchdog.check_for_stalls(app, _source_names, applied_offset, _progress, _stall_s)
+    await watchdog.check_for_stalls(app, _source_names, applied_offset, _progress, _stall_s, _records_between)

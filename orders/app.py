@@ -7,10 +7,10 @@ other way round.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 
-import faust
 from faust.serializers import codecs
 from faust.types import TP
 from prometheus_client import CollectorRegistry
@@ -23,12 +23,17 @@ from .client_config import confluent_config, faust_credentials, registry_auth
 from .domain.headers import DEAD_LETTER_REASONS
 from .domain.order import FailureSimulator
 from .domain.partition_state import PartitionState, summarize
+from .faust_overrides.app import TransactionalStateApp
+from .faust_overrides.consumer import RecordBatches
+from .faust_overrides.rebalance import request_rebalance
+from .faust_overrides.tables import PartitionStateTable
 from .ops.activity_log import ActivityLog
 from .ops.metrics import OrderMetrics
-from .processing.handler import FaustOutputs, OrderHandler
-from .processing.live_states import LiveStates
+from .processing.handler import OrderHandler
+from .processing.processor import Processor
+from .processing.transactions import PartitionOutput
 from .settings import SettingsError, load_settings
-from .startup import EXIT_CANNOT_START, STARTUP_ERRORS, prepare_topics_and_registry
+from .startup import EXIT_CANNOT_START, STARTUP_ERRORS, output_record_limit, prepare_topics_and_registry
 
 try:
     settings = load_settings()
@@ -46,16 +51,24 @@ ORDER_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "order-v2.avsc"
 registry = SchemaCache(settings.schema_registry_url, auth=registry_auth(settings))
 order_codec = AvroRecordCodec(registry, load_schema(ORDER_SCHEMA), subject=f"{settings.orders_topic}-value")
 codecs.register(ORDER_CODEC_NAME, order_codec)
+kafka_config = confluent_config(settings)
 
-class OrdersApp(faust.App):
+
+class OrdersApp(TransactionalStateApp):
     async def on_start(self) -> None:
         await super().on_start()
         # Runs before the consumer starts, so the first assignment covers every partition.
         try:
             await asyncio.to_thread(prepare_topics_and_registry, settings, registry)
+            handler.dead_letter_bytes = await asyncio.to_thread(output_record_limit, settings)
         except STARTUP_ERRORS as exc:
             log.error("orders-app cannot start: %s", exc)
             raise SystemExit(EXIT_CANNOT_START) from None
+
+    async def on_stop(self) -> None:
+        # Before Faust stops the agents and the consumer: commit what the partitions applied.
+        await processor.stop()
+        await super().on_stop()
 
 
 app = OrdersApp(
@@ -71,14 +84,13 @@ app = OrdersApp(
     web_host=settings.web_host,
     broker_session_timeout=settings.broker_session_timeout_seconds,
     # No standbys: each worker's table holds only the partitions it owns, which
-    # is what /partition-stats/ reports; a new owner replays the changelog.
+    # is what /partition-stats/ reports; a new owner reads the changelog.
     table_standby_replicas=0,
-    # Room for a dead letter: the original record (up to the broker's 2 MiB limit) plus headers.
     producer_max_request_size=kafka_io.MAX_MESSAGE_BYTES,
 )
 
 
-def _source_topic(name: str) -> faust.TopicT:
+def _source_topic(name: str):
     # Raw bytes: the agents decode with `order_codec` themselves, so a record that
     # does not decode reaches the agent (and the DLQ, bytes intact) instead of
     # being acknowledged and logged by Faust before any handler sees it.
@@ -87,36 +99,19 @@ def _source_topic(name: str) -> faust.TopicT:
 
 orders_topic = _source_topic(settings.orders_topic)
 retry_topic = _source_topic(settings.retry_topic)
-dlq_topic = _source_topic(settings.dlq_topic)
 SOURCE_TOPICS = (orders_topic, retry_topic)
+#: Where the fast path hands each source topic's records to its agent (empty: Faust's stock path).
+record_batches = {topic.get_topic_name(): RecordBatches(app) for topic in SOURCE_TOPICS} if settings.fast_path else {}
+app.record_batches = record_batches
 
-stats_table = app.Table(
-    "order-stats",
-    partitions=settings.partitions,
-    help="Per source partition: orders counted, price sum in micros, retries, dead letters, applied offsets.",
+stats_table = app.tables.add(PartitionStateTable(
+    app, name="order-stats", beacon=app.tables.beacon, partitions=settings.partitions,
+    help="Per source partition: orders counted, price sum in micros, retries, dead letters, applied offsets, "
+         "retry copy sequence numbers.",
     # Compaction only cleans closed segments: rolling them every minute keeps the
     # changelog, and so a memory:// worker's recovery at start, short however long it ran.
-    extra_topic_configs={"segment.ms": 60_000, "min.cleanable.dirty.ratio": 0.1},
-)
-
-live_states = LiveStates(stats_table)
-
-
-class WriteStatesBeforeCommit(faust.Sensor):
-    """Faust calls this just before it commits offsets, then flushes the producer and commits."""
-
-    def on_commit_initiated(self, consumer) -> None:
-        live_states.flush()
-
-
-app.sensors.add(WriteStatesBeforeCommit())
-
-
-@app.on_partitions_revoked.connect
-async def forget_live_states(sender, revoked, **kwargs) -> None:
-    # Runs after Faust's last commit of the old assignment; partitions may move.
-    live_states.forget()
-
+    extra_topic_configs={"segment.ms": 60_000, "min.cleanable.dirty.ratio": 0.1}))
+CHANGELOG_TOPIC = stats_table.changelog_topic_name
 
 #: One registry for /metrics: the app's metrics, Faust's and the process's.
 metrics_registry = CollectorRegistry()
@@ -126,16 +121,8 @@ activity = ActivityLog(settings.order_log_lines_per_second)
 
 
 def owned_partition_states() -> dict[int, PartitionState]:
-    """State of each partition this worker owns now (the table may still hold revoked ones).
-
-    Read from the agents' in-memory states where they hold one, so it includes
-    changes not yet written to the table (they are, before the next commit).
-    """
-    actives = app.assignor.assigned_actives()
-    changelog = stats_table.changelog_topic.get_topic_name()
-    partitions = set(stats_table.keys()) | live_states.partitions()
-    return {partition: live_states.peek(partition) for partition in sorted(partitions)
-            if TP(changelog, partition) in actives}
+    """The committed state of each partition this worker owns."""
+    return dict(sorted(processor.committed_states().items()))
 
 
 def current_summary() -> dict:
@@ -145,7 +132,8 @@ def current_summary() -> dict:
 
 def applied_offset(tp: TP) -> int:
     """Last offset the agents applied from a source partition; -1 before the first."""
-    expected = live_states.peek(tp.partition).next_offset(tp.topic)
+    part = processor.partitions.get(tp.partition)
+    expected = None if part is None else part.state.next_offset(tp.topic)
     return -1 if expected is None else expected - 1
 
 
@@ -154,14 +142,56 @@ async def _earliest_offset(topic: str, partition: int) -> int:
     return (await app.consumer.earliest_offsets(tp))[tp]
 
 
-async def _read_missed(topic: str, partition: int, start: int, end: int) -> list[kafka_io.Record]:
-    return await asyncio.to_thread(kafka_io.read_range, confluent_config(settings), topic, partition, start, end)
+async def _read_range(topic: str, partition: int, start: int, end: int) -> list[kafka_io.Record]:
+    return await asyncio.to_thread(kafka_io.read_range, kafka_config, topic, partition, start, end)
+
+
+def _last_changelog_records(partitions: list[int]) -> dict[int, kafka_io.Record | None]:
+    return kafka_io.last_records(kafka_config, CHANGELOG_TOPIC, partitions)
+
+
+async def _load_states(partitions: list[int]) -> dict[int, PartitionState]:
+    """The last committed state of each partition, read from the changelog (after the fencing)."""
+    records = await asyncio.to_thread(_last_changelog_records, partitions)
+    return {partition: PartitionState.from_value(json.loads(record.value) if record and record.value else None)
+            for partition, record in records.items()}
 
 
 handler = OrderHandler(
-    codec=order_codec, states=live_states, outputs=FaustOutputs(retry_topic, dlq_topic),
-    failures=FailureSimulator(settings.failure_rate, settings.failure_seed, settings.forced_failures),
-    metrics=order_metrics, activity=activity, summary=current_summary,
-    orders_topic=settings.orders_topic, max_retries=settings.max_retries,
-    retry_delay_s=settings.retry_delay_seconds,
-    earliest_offset=_earliest_offset, read_missed=_read_missed)
+    codec=order_codec, failures=FailureSimulator(settings.failure_rate, settings.failure_seed,
+                                                 settings.forced_failures),
+    app_id=settings.app_id, orders_topic=settings.orders_topic, retry_topic=settings.retry_topic,
+    dlq_topic=settings.dlq_topic, max_retries=settings.max_retries, retry_delay_s=settings.retry_delay_seconds,
+    dead_letter_bytes=kafka_io.MAX_MESSAGE_BYTES, earliest_offset=_earliest_offset, read_missed=_read_range)
+
+processor = Processor(
+    handler=handler, new_output=lambda partition: PartitionOutput(
+        kafka_config, f"{settings.app_id}-partition-{partition}"),
+    load_states=_load_states, write_store=stats_table.store, changelog_topic=CHANGELOG_TOPIC,
+    orders_topic=settings.orders_topic, retry_topic=settings.retry_topic, metrics=order_metrics,
+    activity=activity, summary=current_summary, request_rebalance=lambda: request_rebalance(app),
+    commit_interval_s=settings.commit_interval_seconds, max_retries=settings.max_retries,
+    retry_delay_s=settings.retry_delay_seconds)
+
+
+class _StateHooks:
+    """What the Faust overrides ask the app (orders/faust_overrides/app.py)."""
+
+    async def before_recovery(self, partitions: set[int]) -> None:
+        await processor.on_assigned(partitions)
+
+    async def changelog_ends(self, partitions: list[int]) -> dict[int, int]:
+        records = await asyncio.to_thread(_last_changelog_records, partitions)
+        return {partition: -1 if record is None else record.offset for partition, record in records.items()}
+
+    def resume_offsets(self) -> dict[tuple[str, int], int]:
+        return processor.resume_offsets()
+
+
+app.state_hooks = _StateHooks()
+
+
+@app.on_partitions_revoked.connect
+async def release_partitions(sender, revoked, **kwargs) -> None:
+    """After Faust's last commit of the old assignment: commit what was applied and let the partitions go."""
+    await processor.on_revoked({tp.partition for tp in revoked})

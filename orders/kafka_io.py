@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from avro_codec.backoff import Backoff
 
@@ -34,6 +34,10 @@ MAX_MESSAGE_BYTES = 2_097_152
 DELIVERY_TIMEOUT_S = 60
 #: How long `produce` serves delivery reports when librdkafka's local queue is full, before it tries again.
 QUEUE_FULL_POLL_SECONDS = 0.05
+#: Codes librdkafka gives once a transactional producer is fenced (another producer with its transactional
+#: id started) or otherwise fatally broken; produce() reports _FATAL without the fatal flag.
+FENCED_OR_FATAL = (KafkaError._FENCED, KafkaError._FATAL, KafkaError.PRODUCER_FENCED,
+                   KafkaError.INVALID_PRODUCER_EPOCH)
 
 
 class TopicMissing(LookupError):
@@ -72,7 +76,10 @@ def _consumer(config: Mapping[str, Any]) -> Consumer:
     # A group id is required by the client but never joined: partitions are assigned, offsets never committed.
     return Consumer({**config, "group.id": f"orders-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
                      "enable.partition.eof": True, "auto.offset.reset": "earliest",
-                     "isolation.level": "read_committed", "log_level": 2})
+                     "isolation.level": "read_committed", "log_level": 2,
+                     # The end of a range is often a transaction marker, which only the next (empty) fetch
+                     # reveals; a short wait keeps that from costing librdkafka's default half second.
+                     "fetch.wait.max.ms": 20})
 
 
 def _watermarks(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
@@ -148,6 +155,36 @@ def read_range(config: Mapping[str, Any], topic: str, partition: int, start: int
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
         return _read(consumer, topic, {partition: (max(start, low), min(end, high))}, idle_timeout_s)
+    finally:
+        consumer.close()
+
+
+def last_records(config: Mapping[str, Any], topic: str, partitions: Iterable[int], window: int = 32,
+                 idle_timeout_s: float = 30.0) -> dict[int, Record | None]:
+    """The last committed record of each partition (None for a partition without one).
+
+    The log may end in transaction markers and aborted records, which hold
+    offsets but no committed record, so this reads the tail backwards in
+    growing windows until a committed record turns up or the start is reached.
+    """
+    consumer = _consumer(config)
+    try:
+        found: dict[int, Record | None] = {}
+        search: dict[int, tuple[int, int, int]] = {}  # partition -> (low, end of the window, window size)
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            search[partition] = (low, high, window)
+        while search:
+            ranges = {p: (max(low, end - size), end) for p, (low, end, size) in search.items()}
+            last = {record.partition: record for record in _read(consumer, topic, ranges, idle_timeout_s)}
+            for partition, (low, _end, size) in list(search.items()):
+                start = ranges[partition][0]
+                if partition in last or start <= low:
+                    found[partition] = last.get(partition)
+                    del search[partition]
+                else:
+                    search[partition] = (low, start, size * 4)
+        return found
     finally:
         consumer.close()
 
@@ -264,6 +301,18 @@ def _create(admin: AdminClient, topics: Iterable[NewTopic], timeout_s: float) ->
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     return created
+
+
+def max_message_bytes(config: Mapping[str, Any], topics: Iterable[str], timeout_s: float = 10.0) -> int:
+    """The largest record every one of `topics` takes: the smallest max.message.bytes among them (each
+    topic's own, or the broker default it inherits), and never above MAX_MESSAGE_BYTES."""
+    admin = AdminClient({**config, "log_level": 2})
+    limit = MAX_MESSAGE_BYTES
+    for future in admin.describe_configs([ConfigResource("topic", name) for name in topics]).values():
+        entry = future.result(timeout_s).get("max.message.bytes")
+        if entry is not None and entry.value:
+            limit = min(limit, int(entry.value))
+    return limit
 
 
 def ensure_compacted_topic(config: Mapping[str, Any], topic: str, timeout_s: float = 30.0) -> bool:

@@ -91,6 +91,12 @@ class Settings:
     batch_max_records: int = 1000
     #: Longest an agent waits to fill a batch before it processes what it has (bounds latency).
     batch_max_wait_seconds: float = 0.02
+    #: Hand each fetched partition's records to the agent as one batch (the fast path); false: Faust's
+    #: stock path, an event per record.
+    fast_path: bool = True
+    #: How long a partition's transaction stays open at most while records come: its state, retry copies and
+    #: dead letters become visible (and durable) together when it commits.
+    commit_interval_seconds: float = 0.1
     #: Per-order log lines (processed, retry, dead letter) at most this often per second; the
     #: rest are counted into the periodic summary. 0: summaries only.
     order_log_lines_per_second: int = 20
@@ -188,6 +194,8 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"BATCH_MAX_WAIT_SECONDS must be > 0 and <= 10, got {s.batch_max_wait_seconds}")
     if s.order_log_lines_per_second < 0:
         raise SettingsError(f"ORDER_LOG_LINES_PER_SECOND must be >= 0, got {s.order_log_lines_per_second}")
+    if not 0 < s.commit_interval_seconds <= 10:
+        raise SettingsError(f"COMMIT_INTERVAL_SECONDS must be > 0 and <= 10, got {s.commit_interval_seconds}")
     if s.log_summary_seconds <= 0:
         raise SettingsError(f"LOG_SUMMARY_SECONDS must be > 0, got {s.log_summary_seconds}")
     if s.partitions < 1:

@@ -25,3 +25,8 @@ def prepare_topics_and_registry(settings: Settings, registry: SchemaCache) -> No
         same_partitions=(settings.orders_topic, settings.retry_topic),
         user=f"user {settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism})")
     registry.wait_until_reachable(settings.startup_timeout_seconds)
+
+
+def output_record_limit(settings: Settings) -> int:
+    """The largest retry copy or dead letter the worker may write: what both output topics take."""
+    return kafka_io.max_message_bytes(confluent_config(settings), (settings.retry_topic, settings.dlq_topic))

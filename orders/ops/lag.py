@@ -29,14 +29,13 @@ async def owned_highwaters(consumer: Any, topic_names: Iterable[str]) -> dict[TP
     return dict(await consumer.highwaters(*owned)) if owned else {}
 
 
-async def consumer_lag(consumer: Any, topic_names: Iterable[str], applied_offset: Callable[[TP], int]
+async def consumer_lag(consumer: Any, topic_names: Iterable[str], lag_of: Callable[[TP, int, int], int]
                        ) -> dict[tuple[str, int], int]:
-    """Records waiting in each source partition this worker owns, from the broker's offsets."""
+    """Records waiting in each source partition this worker owns: `lag_of(tp, highwater, earliest offset)`."""
     highwaters = await owned_highwaters(consumer, topic_names)
     if not highwaters:
         return {}
     earliest = await consumer.earliest_offsets(*highwaters)
-    # Applied offsets are read after the awaits: any record applied meanwhile is
+    # Applied offsets are read (by lag_of) after the awaits: any record applied meanwhile is
     # then below the highwater read before it, and the lag is never overstated.
-    return {(tp.topic, tp.partition): partition_lag(highwater, applied_offset(tp), earliest[tp])
-            for tp, highwater in highwaters.items()}
+    return {(tp.topic, tp.partition): lag_of(tp, highwater, earliest[tp]) for tp, highwater in highwaters.items()}

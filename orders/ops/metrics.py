@@ -8,8 +8,7 @@ histogram observation is about 1 µs); label lookups happen once per reason.
 """
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -24,8 +23,7 @@ LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 
 class OrderMetrics:
     """Every metric the app defines itself, registered in `registry`."""
 
-    def __init__(self, registry: CollectorRegistry, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
+    def __init__(self, registry: CollectorRegistry) -> None:
         self._processed = Counter(
             "orders_processed", "Orders counted in the aggregate by this worker since it started.",
             registry=registry)
@@ -72,11 +70,11 @@ class OrderMetrics:
             child = self._reasons[reason] = self._dead_lettered.labels(reason=reason)
         return child
 
-    def processed(self, record_timestamp_s: float | None) -> None:
-        """An order was counted; `record_timestamp_s` is its record's Kafka timestamp in seconds."""
+    def processed(self, latency_s: float | None) -> None:
+        """An order was counted, `latency_s` after its record's Kafka timestamp (None: the record had none)."""
         self._processed.inc()
-        if record_timestamp_s is not None and record_timestamp_s > 0:
-            self._latency.observe(max(0.0, self._clock() - record_timestamp_s))
+        if latency_s is not None:
+            self._latency.observe(latency_s)
 
     def retried(self) -> None:
         self._retried.inc()

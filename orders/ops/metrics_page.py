@@ -20,8 +20,17 @@ import prometheus_client
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import CONTENT_TYPE_LATEST, GCCollector, PlatformCollector, ProcessCollector, generate_latest
 
-from ..app import SOURCE_TOPICS, app, applied_offset, current_summary, metrics_registry, order_metrics, settings
-from .lag import consumer_lag
+from ..app import (
+    SOURCE_TOPICS,
+    app,
+    applied_offset,
+    current_summary,
+    metrics_registry,
+    order_metrics,
+    processor,
+    settings,
+)
+from .lag import consumer_lag, partition_lag
 
 log = logging.getLogger("orders")
 
@@ -42,11 +51,20 @@ if settings.faust_metrics:
 _SOURCE_NAMES = {topic.get_topic_name() for topic in SOURCE_TOPICS}
 
 
+def _lag_of(tp, highwater: int, earliest: int) -> int:
+    """On orders: records past the last applied one. On orders-retry: the copies sent and not yet resolved
+    (its log also holds the transaction markers of every commit, which are not records)."""
+    if tp.topic == settings.retry_topic:
+        part = processor.partitions.get(tp.partition)
+        return 0 if part is None else part.state.in_retry
+    return partition_lag(highwater, applied_offset(tp), earliest)
+
+
 @app.page("/metrics")
 async def prometheus_metrics(web, request):
     """Prometheus text format: the app's, Faust's and the process's metrics."""
     try:
-        lag = await asyncio.wait_for(consumer_lag(app.consumer, _SOURCE_NAMES, applied_offset), OFFSETS_TIMEOUT_S)
+        lag = await asyncio.wait_for(consumer_lag(app.consumer, _SOURCE_NAMES, _lag_of), OFFSETS_TIMEOUT_S)
     except Exception as exc:  # the page still serves everything else; absent lag series show the gap
         log.warning("/metrics: consumer lag unavailable: %r", exc)
         lag = {}

@@ -1,81 +1,51 @@
-"""The processing rules behind both agents: decode, validate, process, route.
+"""The processing rules: how one record of `orders` or `orders-retry` changes its partition.
 
-`OrderHandler` is built from its collaborators (the codec, the partitions'
-states, where retries and dead letters go, the failure policy, metrics, how to
-read skipped records), so the rules can be driven with fakes in a unit test.
+`OrderHandler` is built from its collaborators (the codec, the failure policy,
+the topics and limits, how to read records the consumer skipped, a clock), so
+every rule can be driven with fakes in a unit test. It changes the partition's
+live state and queues the retry copy or dead letter a record causes in the
+partition's open transaction; the processor commits both together.
 
-Agents hand over their events a batch at a time. A batch applies its records
-in order to the in-memory states of their partitions (`LiveStates`); the
-states are written to the table once per commit, just before Faust commits
-the offsets.
-
-Ordering rules that keep the aggregate exact across crashes:
-- a partition's state carries the offsets applied from each source topic
-  together with the counts, and is written whole, so whatever state survives a
-  crash says exactly which records it includes;
-- a retry or dead-letter record is delivered (broker ack) before the state
-  records the source offset as applied, so a crash in between replays the
-  record instead of losing it;
-- a retry copy is acknowledged before its original is marked pending and
-  applied (one change); a copy that arrives before that waits, so it is never
-  mistaken for a stale one, and a copy whose original is applied but no
-  longer pending is stale and skipped: duplicate copies count once;
-- records are applied strictly in offset order per partition: an offset at or
-  below the last applied one is a replay and skipped, one beyond the next
-  expected means the consumer skipped records, which are read and applied first.
+The rules:
+- records are applied in offset order per partition and topic; a record at or
+  below the last applied offset is a replay and changes nothing;
+- on `orders`, a record beyond the next expected offset means the consumer
+  skipped records: the ones in between are read directly and applied first
+  (offsets that hold no record, such as transaction markers, yield nothing);
+- a failed attempt goes to `orders-retry`, on the original's partition number,
+  as copy number `retry_seq_sent + 1` of its partition; after MAX_RETRIES
+  retries, or at once when it can never succeed, it goes to the DLQ;
+- a retry copy is resolved in sequence order: at or below `retry_seq_done`
+  it is a duplicate and skipped; beyond `retry_seq_done + 1` the copies in
+  between were skipped by the consumer and are read directly first; a copy
+  this partition never sent (no sequence number, another app, another
+  partition, a number beyond `retry_seq_sent`) is dead-lettered as
+  `orphaned-retry` at once, so it never holds anything up;
+- a dead letter larger than the DLQ topic takes is cut to fit (`too-large`).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from avro_codec import AvroCodecError
 
 from ..domain import headers as h
-from ..domain.headers import Attempt, describe, dlq_headers, retry_attempt, retry_headers
+from ..domain.headers import Attempt, RetryCopy, describe, dlq_headers, retry_copy, retry_headers
 from ..domain.order import FailureSimulator, InvalidOrder, SimulatedFailure, process_order, validate
-from ..domain.partition_state import PartitionState
-from ..ops.activity_log import DEAD_LETTERED, PROCESSED, RETRIED, ActivityLog
-from ..ops.metrics import OrderMetrics
-from .live_states import LiveStates
+from .partition import DEAD_LETTERED, PROCESSED, RETRIED, Outcome, Partition
 
 log = logging.getLogger("orders")
 
-#: A retry copy still waiting for its original to be applied is reported this often.
-ORIGINAL_WAIT_REPORT_S = 30.0
-ORIGINAL_POLL_S = 0.05
-
 
 class NotARetryRecord(ValueError):
-    """A record on the retry topic that this app did not write."""
+    """A record on the retry topic without this app's retry headers."""
 
 
-class Outputs(Protocol):
-    """Where retry copies and dead letters go; each send returns once the broker acknowledged it."""
-
-    async def send_retry(self, *, key: bytes | None, value: bytes | None, partition: int, timestamp_s: float,
-                         headers: h.Headers) -> None: ...
-
-    async def send_dead_letter(self, *, key: bytes | None, value: bytes | None, headers: h.Headers) -> None: ...
-
-
-class FaustOutputs:
-    """`Outputs` on the app's Faust topics."""
-
-    def __init__(self, retry_topic: Any, dlq_topic: Any) -> None:
-        self._retry = retry_topic
-        self._dlq = dlq_topic
-
-    async def send_retry(self, *, key, value, partition, timestamp_s, headers) -> None:
-        await (await self._retry.send(key=key, value=value, partition=partition, timestamp=timestamp_s,
-                                      headers=headers))
-
-    async def send_dead_letter(self, *, key, value, headers) -> None:
-        await (await self._dlq.send(key=key, value=value, headers=headers))
+class OrphanedRetry(ValueError):
+    """A record on the retry topic with retry headers that this partition has no record of sending."""
 
 
 def dead_letter_reason(error: Exception, attempt: int, max_retries: int) -> str | None:
@@ -89,95 +59,119 @@ def dead_letter_reason(error: Exception, attempt: int, max_retries: int) -> str 
     raise TypeError(f"no route for {type(error).__name__}") from error
 
 
-def _label(record: dict | None, msg) -> str:
+def _label(record: dict | None, msg: Any) -> str:
     """How logs name a record: its orderId when it has one, and where it came from."""
     order_id = record.get("orderId") if isinstance(record, dict) else None
     return f"{order_id or '<no orderId>'} ({msg.topic}[{msg.partition}]@{msg.offset})"
 
 
-@dataclass
-class _Batch:
-    """What a batch reports once it is applied: when its counted orders were produced, which replays it skipped."""
-
-    counted_timestamps: list[float | None] = field(default_factory=list)
-    replays: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (topic, partition) -> offsets
-
-
 class OrderHandler:
-    def __init__(self, *, codec: Any, states: LiveStates, outputs: Outputs, failures: FailureSimulator,
-                 metrics: OrderMetrics, activity: ActivityLog, summary: Callable[[], dict], orders_topic: str,
-                 max_retries: int, retry_delay_s: float,
-                 earliest_offset: Callable[[str, int], Awaitable[int]],
+    def __init__(self, *, codec: Any, failures: FailureSimulator, app_id: str, orders_topic: str,
+                 retry_topic: str, dlq_topic: str, max_retries: int, retry_delay_s: float,
+                 dead_letter_bytes: int, earliest_offset: Callable[[str, int], Awaitable[int]],
                  read_missed: Callable[[str, int, int, int], Awaitable[Sequence[Any]]],
-                 clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.codec = codec
-        self.states = states
-        self.outputs = outputs
         self.failures = failures
-        self.metrics = metrics
-        self.activity = activity
-        self.summary = summary
+        self.app_id = app_id
         self.orders_topic = orders_topic
+        self.retry_topic = retry_topic
+        self.dlq_topic = dlq_topic
         self.max_retries = max_retries
         self.retry_delay_s = retry_delay_s
+        self.dead_letter_bytes = dead_letter_bytes
         self.earliest_offset = earliest_offset
         self.read_missed = read_missed
         self.clock = clock
-        self.sleep = sleep
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    async def handle_batch(self, events: Sequence[Any], *, is_retry: bool) -> None:
-        """Apply a batch of events in order to the partitions' states (written to the table before the next commit)."""
-        batch = _Batch()
-        for event in events:
-            msg = event.message
-            if await self._handle(msg, self.states.get(msg.partition), is_retry, batch):
-                self.states.changed(msg.partition, event)
-        for timestamp in batch.counted_timestamps:
-            self.metrics.processed(timestamp)
-        for (topic, partition), offsets in batch.replays.items():
-            log.info("skip %d record(s) of %s[%d] (offsets %d-%d): applied before a restart",
-                     len(offsets), topic, partition, offsets[0], offsets[-1])
+    # -- what the processor asks before applying ------------------------------
 
-    async def _handle(self, msg, state: PartitionState, is_retry: bool, batch: _Batch) -> bool:
-        """Apply the record, after any records of its partition that the consumer skipped; False for a replay."""
-        expected = state.next_offset(msg.topic)
+    @staticmethod
+    def is_replay(part: Partition, msg: Any) -> bool:
+        expected = part.state.next_offset(msg.topic)
+        return expected is not None and msg.offset < expected
+
+    def due_in_s(self, msg: Any) -> float:
+        """How long a retry copy must still wait for its not-before time (0: due, or not a retry copy)."""
+        copy = retry_copy(msg.headers)
+        return 0.0 if copy is None else max(0.0, (copy.attempt.not_before_ms - self.now_ms()) / 1000)
+
+    # -- applying -------------------------------------------------------------
+
+    async def apply(self, part: Partition, msg: Any, *, is_retry: bool) -> bool:
+        """Apply one delivered record to its partition; False when it is a replay and changed nothing."""
+        expected = part.state.next_offset(msg.topic)
         if expected is None:
             expected = await self.earliest_offset(msg.topic, msg.partition)
         if msg.offset < expected:
-            batch.replays.setdefault((msg.topic, msg.partition), []).append(msg.offset)
             return False
-        if msg.offset > expected:
-            log.warning("%s[%d]: consumer delivered offset %d but %d was next; reading the records in between",
-                        msg.topic, msg.partition, msg.offset, expected)
-            missed = await self.read_missed(msg.topic, msg.partition, expected, msg.offset)
-            log.warning("%s[%d]: applying %d skipped record(s) first", msg.topic, msg.partition, len(missed))
-            for record in missed:
-                await self._apply(record, state, is_retry, batch)
-        await self._apply(msg, state, is_retry, batch)
+        if msg.offset > expected and not is_retry:
+            await self._apply_skipped(part, msg.topic, expected, msg.offset, is_retry=False)
+        if is_retry:
+            await self._resolve_copy(part, msg)
+        else:
+            await self._attempt(part, msg, Attempt(msg.topic, msg.partition, msg.offset))
+        part.state.mark_applied(msg.topic, msg.offset)
         return True
 
-    # -- one record -----------------------------------------------------------
+    async def _apply_skipped(self, part: Partition, topic: str, start: int, end: int, *, is_retry: bool) -> None:
+        log.warning("%s[%d]: reading offsets %d-%d directly, the consumer did not deliver them",
+                    topic, part.number, start, end - 1)
+        missed = await self.read_missed(topic, part.number, start, end)
+        if missed:
+            log.warning("%s[%d]: applying %d skipped record(s) first", topic, part.number, len(missed))
+        for record in missed:
+            if is_retry:
+                await self._resolve_copy(part, record)
+            else:
+                await self._attempt(part, record, Attempt(record.topic, record.partition, record.offset))
+            part.state.mark_applied(record.topic, record.offset)
 
-    async def _apply(self, msg, state: PartitionState, is_retry: bool, batch: _Batch) -> None:
-        """Process one record: the event's message, or a record read directly from the same partition."""
-        attempt = retry_attempt(msg.headers) if is_retry else Attempt(msg.topic, msg.partition, msg.offset)
-        if attempt is None:
+    async def _resolve_copy(self, part: Partition, msg: Any) -> None:
+        copy = retry_copy(msg.headers)
+        if copy is None:
             error = NotARetryRecord(f"no valid {h.ATTEMPT}/{h.ORIGINAL_TOPIC}/... headers: not written by this app")
-            await self._dead_letter(msg, state, Attempt(msg.topic, msg.partition, msg.offset),
-                                    h.NOT_A_RETRY_RECORD, error, _label(None, msg))
+            self._dead_letter(part, msg, Attempt(msg.topic, msg.partition, msg.offset), h.NOT_A_RETRY_RECORD, error,
+                              _label(None, msg))
             return
-        if is_retry:
-            await self._wait_until_due(attempt)
-            await self._wait_until_original_applied(msg, state, attempt)
-            if attempt.origin_key not in state.pending:
-                log.debug("skip %s: stale retry copy of %s, already resolved", _label(None, msg), attempt.origin_key)
-                state.mark_applied(msg.topic, msg.offset)
-                return
+        why = self._orphan_reason(part, msg, copy)
+        if why is not None:
+            self._dead_letter(part, msg, copy.attempt, h.ORPHANED_RETRY, OrphanedRetry(why), _label(None, msg))
+            return
+        state = part.state
+        if copy.seq <= state.retry_seq_done:
+            log.debug("skip %s: retry copy %d of partition %d is resolved already", _label(None, msg), copy.seq,
+                      part.number)
+            return
+        if copy.seq > state.retry_seq_done + 1:
+            expected = state.next_offset(msg.topic)
+            if expected is None:
+                expected = await self.earliest_offset(msg.topic, msg.partition)
+            await self._apply_skipped(part, msg.topic, expected, msg.offset, is_retry=True)
+            if copy.seq > state.retry_seq_done + 1:
+                log.warning("%s[%d]: retry copies %d-%d are not in the topic (retention?); their orders stay "
+                            "unresolved", msg.topic, part.number, state.retry_seq_done + 1, copy.seq - 1)
+        state.retry_seq_done = copy.seq
+        await self._attempt(part, msg, copy.attempt)
 
+    def _orphan_reason(self, part: Partition, msg: Any, copy: RetryCopy) -> str | None:
+        """Why this partition cannot have sent the copy; None when it can."""
+        if copy.seq is None:
+            return f"no {h.RETRY_SEQ} header: written by hand or by an older version of the app"
+        if copy.app_id != self.app_id:
+            return f"sent by app {copy.app_id!r}, not {self.app_id!r}"
+        if (copy.attempt.topic, copy.attempt.partition) != (self.orders_topic, msg.partition):
+            return (f"its original {copy.attempt.origin_key} is not on partition {msg.partition} of "
+                    f"{self.orders_topic}")
+        if copy.seq > part.state.retry_seq_sent:
+            return f"copy {copy.seq} was never sent: partition {part.number} sent {part.state.retry_seq_sent}"
+        return None
+
+    async def _attempt(self, part: Partition, msg: Any, attempt: Attempt) -> None:
+        """Decode, validate and process one attempt; count it, retry it or dead-letter it."""
         record: dict | None = None
         try:
             record = await self.codec.decode(msg.value)
@@ -185,70 +179,35 @@ class OrderHandler:
         except (AvroCodecError, InvalidOrder, SimulatedFailure) as error:
             reason = dead_letter_reason(error, attempt.number, self.max_retries)
             if reason is None:
-                await self._retry(msg, state, attempt, error, _label(record, msg))
+                self._retry(part, msg, attempt, error, _label(record, msg))
             else:
-                await self._dead_letter(msg, state, attempt, reason, error, _label(record, msg))
+                self._dead_letter(part, msg, attempt, reason, error, _label(record, msg))
             return
-        self._count(msg, state, attempt, record, micros, batch)
+        part.state.count(micros)
+        timestamp = None if msg.timestamp is None or msg.timestamp <= 0 else msg.timestamp  # Kafka's -1: none
+        part.outcomes.append(Outcome(PROCESSED, _label(record, msg), attempt.number, timestamp_s=timestamp,
+                                     order=record))
 
-    async def _wait_until_due(self, attempt: Attempt) -> None:
-        """Hold a retry copy until its not-before time."""
-        while (wait_ms := attempt.not_before_ms - self.now_ms()) > 0:
-            await self.sleep(wait_ms / 1000)
-
-    async def _wait_until_original_applied(self, msg, state: PartitionState, attempt: Attempt) -> None:
-        """Hold a retry copy until the agent that sent it has recorded its original as applied.
-
-        Only then does "not pending" mean "already resolved": a copy that raced ahead
-        of that change, or was sent just before a crash and is replayed, must not be
-        taken for stale. Both agents share the partition's state object, so the
-        change shows here as soon as it is made.
-        """
-        if attempt.topic != self.orders_topic or attempt.partition != msg.partition:
-            return
-        waited_s, report_at = 0.0, ORIGINAL_WAIT_REPORT_S
-        while True:
-            expected = state.next_offset(attempt.topic)
-            if expected is not None and attempt.offset < expected:
-                return
-            if waited_s >= report_at:
-                log.warning("retry copy of %s still waits for its original to be applied", attempt.origin_key)
-                report_at += ORIGINAL_WAIT_REPORT_S
-            await self.sleep(ORIGINAL_POLL_S)
-            waited_s += ORIGINAL_POLL_S
-
-    def _count(self, msg, state: PartitionState, attempt: Attempt, record: dict, micros: int, batch: _Batch) -> None:
-        state.count(micros)
-        state.pending.discard(attempt.origin_key)
-        state.mark_applied(msg.topic, msg.offset)
-        batch.counted_timestamps.append(msg.timestamp)
-        if self.activity.record(PROCESSED):
-            summary = self.summary()
-            log.info("processed %s %s %.2f %s x%s (attempt %d) | orders=%d average=%.2f", record["orderId"],
-                     record["product"], record["price"], record.get("currency", "?"), record.get("quantity", "?"),
-                     attempt.number, summary["orders"], summary["average"])
-
-    async def _retry(self, msg, state: PartitionState, attempt: Attempt, error: Exception, label: str) -> None:
-        # The record's timestamp is the failure time its not-before counts from.
+    def _retry(self, part: Partition, msg: Any, attempt: Attempt, error: Exception, label: str) -> None:
         now_ms = self.now_ms()
-        await self.outputs.send_retry(key=msg.key, value=msg.value, partition=attempt.partition,
-                                      timestamp_s=now_ms / 1000,
-                                      headers=retry_headers(attempt, error, now_ms, self.retry_delay_s))
-        state.pending.add(attempt.origin_key)
-        state.retries += 1
-        state.mark_applied(msg.topic, msg.offset)
-        self.metrics.retried()
-        if self.activity.record(RETRIED):
-            log.warning("retry %s: attempt %d of %d failed (%s); next in %.1fs", label, attempt.number,
-                        self.max_retries + 1, error, self.retry_delay_s)
+        headers = retry_headers(attempt, error, now_ms, self.retry_delay_s, seq=part.state.retry_seq_sent + 1,
+                                app_id=self.app_id)
+        if h.record_bytes(msg.key, msg.value, headers) > self.dead_letter_bytes:
+            self._dead_letter(part, msg, attempt, h.TOO_LARGE, error, label)
+            return
+        # The record's timestamp is the failure time its not-before counts from.
+        part.output.produce(self.retry_topic, key=msg.key, value=msg.value, headers=headers,
+                            partition=attempt.partition, timestamp_ms=now_ms)
+        part.state.next_retry_seq()
+        part.outcomes.append(Outcome(RETRIED, label, attempt.number, detail=str(error)))
 
-    async def _dead_letter(self, msg, state: PartitionState, attempt: Attempt, reason: str, error: Exception,
-                           label: str) -> None:
-        await self.outputs.send_dead_letter(key=msg.key, value=msg.value,
-                                            headers=dlq_headers(attempt, reason, error, self.now_ms()))
-        state.dead_letters += 1
-        state.pending.discard(attempt.origin_key)
-        state.mark_applied(msg.topic, msg.offset)
-        self.metrics.dead_lettered(reason)
-        if self.activity.record(DEAD_LETTERED):
-            log.error("dead-letter %s after %d attempt(s): %s (%s)", label, attempt.number, reason, describe(error))
+    def _dead_letter(self, part: Partition, msg: Any, attempt: Attempt, reason: str, error: Exception,
+                     label: str) -> None:
+        headers = dlq_headers(attempt, reason, error, self.now_ms())
+        value = msg.value
+        if h.record_bytes(msg.key, value, headers) > self.dead_letter_bytes:
+            value, headers = h.shrink_dead_letter(msg.key, value, headers, self.dead_letter_bytes)
+            reason = h.TOO_LARGE
+        part.output.produce(self.dlq_topic, key=msg.key, value=value, headers=headers)
+        part.state.dead_letters += 1
+        part.outcomes.append(Outcome(DEAD_LETTERED, label, attempt.number, reason=reason, detail=describe(error)))

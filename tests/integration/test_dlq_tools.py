@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 from datetime import UTC, datetime
 
 from confluent_kafka.admin import AdminClient
 
-from orders.cli.dlq.ledger import PUBLISHING, REPLAY_OF, REPLAYED_FROM, Entry
+from orders import kafka_io
+from orders.cli.dlq.ledger import REPLAY_OF, REPLAYED_FROM
 from orders.domain import headers as h
 from orders.domain.headers import Attempt, dlq_headers
 
 from .conftest import (
     BOOTSTRAP,
     FAUST,
+    KAFKA_CONFIG,
     ROOT,
     app_env,
     create_topic,
@@ -183,28 +187,33 @@ def test_replay_by_reason_replays_two_dlq_copies_of_one_order_once_and_undecodab
     assert newest["original_topic"] == names.orders and newest["replay"] is None, "a new dead letter"
 
 
-def test_a_replay_interrupted_between_publishing_and_recording_is_settled_without_publishing_twice(
-        names, order_codec):
+def test_two_replays_at_once_publish_every_dead_letter_once(names, order_codec):
     create_topic(names.orders, 3)
-    create_topic(names.dlq, 1)
-    origins = {"o-published": Attempt(names.orders, 0, 100, 2), "o-lost": Attempt(names.orders, 0, 101, 2)}
-    for order_id, attempt in origins.items():
-        value = order_codec.encode({"orderId": order_id, "product": "Desk", "price": 5.0})
-        produce(names.dlq, [(order_id.encode(), value)],
-                headers=dlq_headers(attempt, "retries-exhausted", RuntimeError("down"), 1_000))
-    # The state a crash leaves: both replays marked `publishing`, only o-published reached the orders topic.
-    ledger_topic = f"{names.dlq}-replayed"
-    create_topic(ledger_topic, 1)
-    before = {p: 0 for p in range(3)}
-    produce(ledger_topic, [(a.origin_key.encode(), Entry(PUBLISHING, f"{names.dlq}/0/{i}", 1, order_id,
-                                                         orders_from=before).to_bytes())
-                           for i, (order_id, a) in enumerate(origins.items())])
-    published = read_all(names.dlq)[0]
-    produce(names.orders, [(published.key, published.value)],
-            headers=[(REPLAY_OF, origins["o-published"].origin_key.encode())])
+    create_topic(names.dlq, 3)
+    count = 3_000  # six batches: the second run starts while the first is publishing
+    value = order_codec.encode({"orderId": "o-twice", "product": "Desk", "price": 5.0})
+    deliveries = kafka_io.deliver(kafka_io.producer(KAFKA_CONFIG), [
+        kafka_io.Outgoing(names.dlq, f"o-{i}".encode(), value, dlq_headers(
+            Attempt(names.orders, i % 3, i // 3), "retries-exhausted", RuntimeError("down"), 1_000))
+        for i in range(count)])
+    assert not [d.error for d in deliveries if d.error]
+    env = app_env(names)
+    command = [str(FAUST), "-A", "app", "dlq", "replay", "--all"]
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert first.stdout.readline().startswith("created ledger topic")
+    assert first.stdout.readline().startswith("replayed "), "the first batch is committed"
+    first.send_signal(signal.SIGSTOP)  # paused mid-run, as a stalled operator session would be
+    try:
+        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    out, err = first.communicate(timeout=240)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert first.returncode == 1 and "another `dlq replay` of this app started and took over" in err, out + err
+    done = re.search(r"^replayed (\d+), skipped already-replayed (\d+),", second.stdout, re.MULTILINE)
+    assert done and int(done[2]) >= 500 and int(done[1]) + int(done[2]) == count, second.stdout
 
-    replay(names, "--all", summary="replayed 1, skipped already-replayed 1, not matching 0")
-    replays = [r.headers[REPLAY_OF].decode() for r in read_all(names.orders)]
-    assert sorted(replays) == sorted(a.origin_key for a in origins.values()), "each published exactly once"
-    states = {row["order_id"]: row["replay"]["state"] for row in listed(names)}
-    assert states == {"o-published": "replayed", "o-lost": "replayed"}
+    replays = [r.headers[REPLAY_OF] for r in read_all(names.orders) if REPLAY_OF in r.headers]
+    assert len(replays) == len(set(replays)) == count, "every dead letter replayed, none twice"
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert f"replayed 0, skipped already-replayed {count}" in again.stdout, again.stdout + again.stderr

@@ -49,7 +49,7 @@ def test_metrics_count_every_outcome_as_the_aggregate_does(names, start_worker, 
     assert value(families, "orders_retried_total") == summary["retries"]
     dead = by_labels(families, "orders_dead_lettered_total", "reason")
     assert dead == {("retries-exhausted",): 1, ("invalid-order",): 1, ("undecodable",): 1,
-                    ("not-a-retry-record",): 0}
+                    ("not-a-retry-record",): 0, ("orphaned-retry",): 0, ("too-large",): 0}
     assert sum(dead.values()) == summary["dead_letters"]
     assert {r.headers["x-dlq-reason"].decode() for r in read_all(names.dlq)} == \
         {"retries-exhausted", "invalid-order", "undecodable"}
@@ -66,8 +66,9 @@ def test_metrics_count_every_outcome_as_the_aggregate_does(names, start_worker, 
     lag = by_labels(families, "orders_consumer_lag", "topic", "partition")
     assert lag == {(topic, str(p)): 0 for topic in (names.orders, names.retry) for p in range(3)}
 
-    # Faust's own sensor: every source record went through its consumer.
-    assert value(families, "faust_messages_received_total") >= len(orders) + 2
+    # Faust's own sensor is in the same registry (on the fast path it does not see the source topics' records,
+    # which the consumer hands to the agents directly, so its message counts stay out of this check).
+    assert {"faust_messages_received", "faust_total_rebalances", "faust_consumer_commit_latency"} <= set(families)
     assert ("table.order-stats", "keys_updated") in by_labels(families, "faust_table_operations_total", "table",
                                                               "operation")
     assert "process_resident_memory_bytes" in families

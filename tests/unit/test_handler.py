@@ -6,69 +6,54 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from avro_codec import AvroRecordCodec, load_schema
 from orders.domain import headers as h
 from orders.domain.order import FailureSimulator
-from orders.ops.activity_log import ActivityLog
-from orders.ops.metrics import OrderMetrics
+from orders.domain.partition_state import PartitionState
 from orders.processing.handler import OrderHandler
-from orders.processing.live_states import LiveStates
+from orders.processing.partition import DEAD_LETTERED, PROCESSED, RETRIED, Partition
 
 from .fakes import InMemorySchemaCache
 
 SCHEMA = load_schema(Path(__file__).resolve().parents[2] / "schemas" / "order-v2.avsc")
-ORDERS, RETRY = "orders", "orders-retry"
+ORDERS, RETRY, DLQ = "orders", "orders-retry", "orders-dlq"
+APP_ID = "orders-app"
 NOW_S = 1_800_000_000.0
 
 
-class FakeOutputs:
-    def __init__(self) -> None:
-        self.retries: list[dict] = []
-        self.dead_letters: list[dict] = []
-
-    async def send_retry(self, **record) -> None:
-        self.retries.append(record)
-
-    async def send_dead_letter(self, **record) -> None:
-        self.dead_letters.append(record)
-
-
-class Clock:
-    """Wall-clock time that moves only when the handler sleeps."""
+class FakeOutput:
+    """A transactional producer that only remembers what was queued, per topic."""
 
     def __init__(self) -> None:
-        self.now = NOW_S
-        self.slept: list[float] = []
+        self.sent: list[dict] = []
 
-    def __call__(self) -> float:
-        return self.now
+    def produce(self, topic, **record) -> None:
+        self.sent.append({"topic": topic, **record})
 
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+    def to(self, topic: str) -> list[dict]:
+        return [record for record in self.sent if record["topic"] == topic]
+
+
+def message(topic, partition, offset, key, value, headers=(), timestamp=NOW_S - 0.25):
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset, key=key, value=value,
+                           headers=list(headers), timestamp=timestamp)
 
 
 class Rig:
-    """A handler with fakes around it, and helpers to feed it records."""
+    """A handler with fakes around it, one partition, and helpers to feed it records."""
 
     def __init__(self, *, failures: dict | None = None, max_retries: int = 2, earliest: int = 0,
-                 missed: list | None = None) -> None:
+                 on_topic: list | None = None, dead_letter_bytes: int = 2_097_152, partition: int = 0) -> None:
         self.codec = AvroRecordCodec(InMemorySchemaCache(), SCHEMA, subject="orders-value")
-        self.table: dict = {}
-        self.states = LiveStates(self.table)
-        self.outputs = FakeOutputs()
-        self.clock = Clock()
-        self.missed = missed or []
-        self.missed_reads: list[tuple] = []
+        self.on_topic = on_topic or []  # records a direct read finds
+        self.reads: list[tuple] = []
+        self.part = Partition(partition, PartitionState(), FakeOutput())
         self.handler = OrderHandler(
-            codec=self.codec, states=self.states, outputs=self.outputs,
-            failures=FailureSimulator(0.0, forced=failures or {}),
-            metrics=OrderMetrics(CollectorRegistry()), activity=ActivityLog(0),
-            summary=lambda: {"orders": 0, "average": 0.0}, orders_topic=ORDERS, max_retries=max_retries,
-            retry_delay_s=2.0, earliest_offset=self._earliest(earliest), read_missed=self._read_missed,
-            clock=self.clock, sleep=self.clock.sleep)
+            codec=self.codec, failures=FailureSimulator(0.0, forced=failures or {}), app_id=APP_ID,
+            orders_topic=ORDERS, retry_topic=RETRY, dlq_topic=DLQ, max_retries=max_retries, retry_delay_s=2.0,
+            dead_letter_bytes=dead_letter_bytes, earliest_offset=self._earliest(earliest),
+            read_missed=self._read, clock=lambda: NOW_S)
 
     @staticmethod
     def _earliest(offset: int):
@@ -76,66 +61,76 @@ class Rig:
             return offset
         return earliest_offset
 
-    async def _read_missed(self, topic, partition, start, end):
-        self.missed_reads.append((topic, partition, start, end))
-        return [m for m in self.missed if start <= m.offset < end]
+    async def _read(self, topic, partition, start, end):
+        self.reads.append((topic, partition, start, end))
+        return [m for m in self.on_topic if m.topic == topic and start <= m.offset < end]
 
-    def order(self, order_id: str, offset: int, price: float = 10.0, partition: int = 0, **fields):
+    def order(self, order_id: str, offset: int, price: float = 10.0, **fields):
         value = self.codec.encode({"orderId": order_id, "product": "p", "price": price, **fields})
-        return message(ORDERS, partition, offset, order_id.encode(), value)
+        return message(ORDERS, self.part.number, offset, order_id.encode(), value)
 
-    def run(self, *messages, is_retry: bool = False) -> None:
-        events = [SimpleNamespace(message=m) for m in messages]
-        asyncio.run(self.handler.handle_batch(events, is_retry=is_retry))
+    def apply(self, *messages, is_retry: bool = False) -> list[bool]:
+        async def run():
+            return [await self.handler.apply(self.part, m, is_retry=is_retry) for m in messages]
+        return asyncio.run(run())
 
-    def state(self, partition: int = 0):
-        return self.states.peek(partition)
+    @property
+    def state(self) -> PartitionState:
+        return self.part.state
+
+    @property
+    def output(self) -> FakeOutput:
+        return self.part.output
+
+    def copies(self, start_offset: int = 0) -> list:
+        """The retry copies queued so far, as the consumer will read them from the retry topic."""
+        return [message(RETRY, r["partition"], start_offset + i, r["key"], r["value"], r["headers"])
+                for i, r in enumerate(self.output.to(RETRY))]
 
 
-def message(topic, partition, offset, key, value, headers=(), timestamp=NOW_S - 1):
-    return SimpleNamespace(topic=topic, partition=partition, offset=offset, key=key, value=value,
-                           headers=list(headers), timestamp=timestamp)
+def kinds(part: Partition) -> list[str]:
+    return [outcome.kind for outcome in part.outcomes]
 
 
-def retry_copy(rig: Rig, original, offset: int, error: Exception = RuntimeError("flaky"), attempt: int = 1,
-               failed_at_s: float = NOW_S):
-    """The retry record the handler sends for `original`'s `attempt`, as it lands on the retry topic."""
-    headers = h.retry_headers(h.Attempt(original.topic, original.partition, original.offset, attempt), error,
-                              int(failed_at_s * 1000), 2.0)
-    return message(RETRY, original.partition, offset, original.key, original.value, headers)
-
+# -- orders -------------------------------------------------------------------
 
 def test_a_valid_order_is_counted_and_its_offset_applied():
     rig = Rig()
-    rig.run(rig.order("o-1", 0, price=12.5))
-    state = rig.state()
-    assert (state.orders, state.total_micros, state.applied) == (1, 12_500_000, {ORDERS: 0})
-    assert rig.outputs.retries == rig.outputs.dead_letters == []
+    assert rig.apply(rig.order("o-1", 0, price=12.5)) == [True]
+    assert (rig.state.orders, rig.state.total_micros, rig.state.applied) == (1, 12_500_000, {ORDERS: 0})
+    assert rig.output.sent == []
+    (outcome,) = rig.part.outcomes
+    assert (outcome.kind, outcome.timestamp_s, outcome.order["orderId"]) == (PROCESSED, NOW_S - 0.25, "o-1")
 
 
 def test_a_record_at_or_below_the_applied_offset_is_a_replay_and_changes_nothing():
     rig = Rig()
     first, second = rig.order("o-1", 0), rig.order("o-2", 1)
-    rig.run(first, second)
-    before = rig.state().to_value()
-    rig.run(first, second)
-    assert rig.state().to_value() == before
+    rig.apply(first, second)
+    before = rig.state.to_value()
+    assert rig.apply(first, second) == [False, False]
+    assert rig.state.to_value() == before and len(rig.part.outcomes) == 2
 
 
 def test_records_the_consumer_skipped_are_read_and_applied_first():
     skipped = [Rig().order(f"o-{i}", i) for i in range(1, 4)]
-    rig = Rig(missed=skipped)
-    rig.run(rig.order("o-0", 0))
-    rig.run(rig.order("o-4", 4))
-    assert rig.missed_reads == [(ORDERS, 0, 1, 4)]
-    assert (rig.state().orders, rig.state().applied[ORDERS]) == (5, 4)
+    rig = Rig(on_topic=skipped)
+    rig.apply(rig.order("o-0", 0), rig.order("o-4", 4))
+    assert rig.reads == [(ORDERS, 0, 1, 4)]
+    assert (rig.state.orders, rig.state.applied[ORDERS]) == (5, 4)
+
+
+def test_a_gap_of_transaction_markers_reads_nothing_and_goes_on():
+    rig = Rig()
+    rig.apply(rig.order("o-0", 0), rig.order("o-2", 2))
+    assert rig.reads == [(ORDERS, 0, 1, 2)]
+    assert (rig.state.orders, rig.state.applied[ORDERS]) == (2, 2)
 
 
 def test_the_first_record_of_a_partition_starts_at_the_earliest_offset_still_in_the_log():
     rig = Rig(earliest=7)
-    rig.run(rig.order("o-7", 7))
-    assert rig.missed_reads == []
-    assert rig.state().orders == 1
+    rig.apply(rig.order("o-7", 7))
+    assert rig.reads == [] and rig.state.orders == 1
 
 
 @pytest.mark.parametrize("value, price, reason, words", [
@@ -146,66 +141,138 @@ def test_the_first_record_of_a_partition_starts_at_the_earliest_offset_still_in_
 def test_an_order_that_can_never_succeed_is_dead_lettered_at_once_with_its_bytes(value, price, reason, words):
     rig = Rig()
     original = rig.order("o-bad", 0, price=price) if value is None else message(ORDERS, 0, 0, b"o-bad", value)
-    rig.run(original)
-    (dead,) = rig.outputs.dead_letters
+    rig.apply(original)
+    (dead,) = rig.output.to(DLQ)
     headers = dict(dead["headers"])
     assert dead["value"] == original.value and dead["key"] == b"o-bad"
     assert headers[h.DLQ_REASON] == reason.encode() and words in headers[h.ERROR_MESSAGE].decode()
-    assert headers[h.ATTEMPTS] == b"1"
-    assert rig.outputs.retries == []
-    assert (rig.state().dead_letters, rig.state().orders, rig.state().applied[ORDERS]) == (1, 0, 0)
+    assert headers[h.ATTEMPTS] == b"1" and headers[h.ORIGINAL_OFFSET] == b"0"
+    assert rig.output.to(RETRY) == []
+    assert (rig.state.dead_letters, rig.state.orders, rig.state.applied[ORDERS]) == (1, 0, 0)
+    assert kinds(rig.part) == [DEAD_LETTERED] and rig.part.outcomes[0].reason == reason
 
 
-def test_a_failed_first_attempt_goes_to_retry_on_the_same_partition_due_after_the_delay():
-    rig = Rig(failures={"o-1": 1})
-    original = rig.order("o-1", 5, partition=2)
-    rig.handler.states.get(2).mark_applied(ORDERS, 4)
-    rig.run(original)
-    (retry,) = rig.outputs.retries
+def test_a_dead_letter_larger_than_the_dlq_takes_is_cut_to_fit_and_the_partition_goes_on():
+    rig = Rig(dead_letter_bytes=10_000)
+    huge = message(ORDERS, 0, 0, b"huge", b"\x00" + b"x" * 50_000)
+    rig.apply(huge, rig.order("o-1", 1))
+    (dead,) = rig.output.to(DLQ)
+    headers = dict(dead["headers"])
+    assert headers[h.DLQ_REASON] == b"too-large" and headers[h.ORIGINAL_VALUE_BYTES] == b"50001"
+    assert h.record_bytes(dead["key"], dead["value"], dead["headers"]) <= 10_000
+    assert huge.value.startswith(dead["value"])
+    assert (rig.state.dead_letters, rig.state.orders) == (1, 1)
+    assert rig.part.outcomes[0].reason == h.TOO_LARGE
+
+
+def test_a_failed_first_attempt_goes_to_retry_on_the_same_partition_numbered_and_due_after_the_delay():
+    rig = Rig(failures={"o-1": 1}, partition=2)
+    rig.state.mark_applied(ORDERS, 4)
+    original = rig.order("o-1", 5)
+    rig.apply(original)
+    (retry,) = rig.output.to(RETRY)
     headers = dict(retry["headers"])
-    assert retry["partition"] == 2 and retry["value"] == original.value
+    assert retry["partition"] == 2 and retry["value"] == original.value and retry["key"] == b"o-1"
+    assert retry["timestamp_ms"] == int(NOW_S * 1000)
     assert headers[h.ATTEMPT] == b"2" and int(headers[h.NOT_BEFORE_MS]) == int(NOW_S * 1000) + 2000
     assert (headers[h.ORIGINAL_PARTITION], headers[h.ORIGINAL_OFFSET]) == (b"2", b"5")
-    state = rig.state(2)
-    assert (state.retries, state.orders, state.pending) == (1, 0, {f"{ORDERS}/2/5"})
+    assert (headers[h.RETRY_SEQ], headers[h.RETRY_APP_ID]) == (b"1", APP_ID.encode())
+    assert (rig.state.retries, rig.state.in_retry, rig.state.orders) == (1, 1, 0)
+    assert rig.handler.due_in_s(rig.copies()[0]) == pytest.approx(2.0)
 
 
-def test_a_retry_copy_waits_until_it_is_due_then_counts_the_order_once():
+# -- retry copies ---------------------------------------------------------------
+
+def test_a_retry_copy_counts_the_order_once_and_resolves_its_number():
     rig = Rig(failures={"o-1": 1})
-    original = rig.order("o-1", 0)
-    rig.run(original)
-    rig.run(retry_copy(rig, original, 0), is_retry=True)
-    assert sum(rig.clock.slept) == pytest.approx(2.0)
-    state = rig.state()
-    assert (state.orders, state.pending, state.applied[RETRY]) == (1, set(), 0)
+    rig.apply(rig.order("o-1", 0))
+    (copy,) = rig.copies()
+    rig.apply(copy, is_retry=True)
+    assert (rig.state.orders, rig.state.in_retry, rig.state.retry_seq_done, rig.state.applied[RETRY]) == (1, 0, 1, 0)
+    assert kinds(rig.part) == [RETRIED, PROCESSED] and rig.part.outcomes[1].attempt == 2
 
 
 def test_an_order_failing_every_attempt_is_dead_lettered_after_max_retries():
     rig = Rig(failures={"o-1": None}, max_retries=1)
-    original = rig.order("o-1", 0)
-    rig.run(original)
-    rig.run(retry_copy(rig, original, 0), is_retry=True)
-    (dead,) = rig.outputs.dead_letters
+    rig.apply(rig.order("o-1", 0))
+    rig.apply(*rig.copies(), is_retry=True)
+    (dead,) = rig.output.to(DLQ)
     assert dict(dead["headers"])[h.DLQ_REASON] == h.RETRIES_EXHAUSTED.encode()
     assert dict(dead["headers"])[h.ATTEMPTS] == b"2"
-    assert (rig.state().orders, rig.state().dead_letters, rig.state().pending) == (0, 1, set())
+    assert (rig.state.orders, rig.state.dead_letters, rig.state.in_retry) == (0, 1, 0)
 
 
-def test_a_record_on_the_retry_topic_without_this_apps_headers_is_dead_lettered():
-    rig = Rig()
-    rig.run(message(RETRY, 0, 0, b"x", b"whatever"), is_retry=True)
-    (dead,) = rig.outputs.dead_letters
-    assert dict(dead["headers"])[h.DLQ_REASON] == h.NOT_A_RETRY_RECORD.encode()
-    assert rig.state().applied == {RETRY: 0}
-
-
-def test_a_second_copy_of_a_resolved_retry_is_stale_and_skipped():
+def test_a_second_copy_with_a_resolved_number_is_a_duplicate_and_skipped():
     rig = Rig(failures={"o-1": 1})
-    original = rig.order("o-1", 0)
-    rig.run(original)
-    copy = retry_copy(rig, original, 0)
-    rig.run(copy, retry_copy(rig, original, 1), is_retry=True)
-    assert (rig.state().orders, rig.state().applied[RETRY]) == (1, 1)
+    rig.apply(rig.order("o-1", 0))
+    (copy,) = rig.copies()
+    duplicate = message(RETRY, 0, 1, copy.key, copy.value, copy.headers)
+    assert rig.apply(copy, duplicate, is_retry=True) == [True, True]
+    assert (rig.state.orders, rig.state.applied[RETRY], rig.output.to(DLQ)) == (1, 1, [])
+
+
+def test_copies_the_consumer_skipped_are_read_by_their_numbers_and_applied_first():
+    rig = Rig(failures={"o-1": 1, "o-2": 1, "o-3": 1})
+    rig.apply(rig.order("o-1", 0), rig.order("o-2", 1), rig.order("o-3", 2))
+    first, second, third = rig.copies(start_offset=10)
+    rig.on_topic = [second]
+    rig.apply(first, third, is_retry=True)
+    assert rig.reads == [(RETRY, 0, 11, 12)]
+    assert (rig.state.orders, rig.state.retry_seq_done, rig.state.in_retry) == (3, 3, 0)
+
+
+def test_markers_between_copies_are_not_a_gap():
+    rig = Rig(failures={"o-1": 1, "o-2": 1})
+    rig.apply(rig.order("o-1", 0), rig.order("o-2", 1))
+    first, second = rig.copies()
+    second.offset = 7  # a commit marker or two in between
+    rig.apply(first, second, is_retry=True)
+    assert rig.reads == [] and rig.state.orders == 2
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda hs: [(n, v) for n, v in hs if n != h.RETRY_SEQ], "no x-retry-seq header"),
+    (lambda hs: [(n, b"other-app" if n == h.RETRY_APP_ID else v) for n, v in hs], "sent by app 'other-app'"),
+    (lambda hs: [(n, b"9" if n == h.RETRY_SEQ else v) for n, v in hs], "copy 9 was never sent"),
+    (lambda hs: [(n, b"1" if n == h.ORIGINAL_PARTITION else v) for n, v in hs], "not on partition 0"),
+])
+def test_a_copy_this_partition_never_sent_is_dead_lettered_as_orphaned_at_once(edit, words):
+    rig = Rig(failures={"o-1": 1})
+    rig.apply(rig.order("o-1", 0))
+    (copy,) = rig.copies()
+    orphan = message(RETRY, 0, 0, copy.key, copy.value, edit(copy.headers),
+                     timestamp=NOW_S)
+    rig.apply(orphan, is_retry=True)
+    (dead,) = rig.output.to(DLQ)
+    headers = dict(dead["headers"])
+    assert headers[h.DLQ_REASON] == b"orphaned-retry" and words in headers[h.ERROR_MESSAGE].decode()
+    assert dead["value"] == copy.value
+    assert (rig.state.orders, rig.state.in_retry, rig.state.applied[RETRY]) == (0, 1, 0)
+
+
+def test_an_orphan_holds_nothing_up_the_copies_behind_it_are_resolved():
+    rig = Rig(failures={"o-1": 1})
+    rig.apply(rig.order("o-1", 0))
+    (copy,) = rig.copies(start_offset=1)
+    orphan = message(RETRY, 0, 0, b"x", copy.value, [(n, v) for n, v in copy.headers if n != h.RETRY_SEQ])
+    rig.apply(orphan, copy, is_retry=True)
+    assert (rig.state.orders, rig.state.in_retry, rig.state.dead_letters) == (1, 0, 1)
+
+
+def test_a_record_on_the_retry_topic_without_retry_headers_is_dead_lettered():
+    rig = Rig()
+    rig.apply(message(RETRY, 0, 0, b"x", b"whatever"), is_retry=True)
+    (dead,) = rig.output.to(DLQ)
+    assert dict(dead["headers"])[h.DLQ_REASON] == h.NOT_A_RETRY_RECORD.encode()
+    assert rig.state.applied == {RETRY: 0}
+
+
+def test_a_record_without_a_timestamp_is_counted_without_one():
+    rig = Rig()
+    no_time = rig.order("o-1", 0)
+    no_time.timestamp = -0.001  # Kafka's -1 ms, in seconds
+    rig.apply(no_time)
+    assert [outcome.timestamp_s for outcome in rig.part.outcomes] == [None]
 
 
 def test_the_handler_module_imports_on_its_own_without_the_app():

@@ -25,7 +25,9 @@ class FakeConsumer:
 
 
 def lag_of(consumer, applied):
-    return asyncio.run(consumer_lag(consumer, {"orders", "orders-retry"}, lambda tp: applied.get(tp, -1)))
+    def lag(tp, highwater, earliest):
+        return partition_lag(highwater, applied.get(tp, -1), earliest)
+    return asyncio.run(consumer_lag(consumer, {"orders", "orders-retry"}, lag))
 
 
 def test_lag_covers_the_owned_source_partitions_and_nothing_else():

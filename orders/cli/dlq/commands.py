@@ -9,21 +9,19 @@ lists the subcommands. The entry module `app.py` imports this module.
 from __future__ import annotations
 
 import json
-import sys
-from functools import wraps
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
 import click
 from confluent_kafka import KafkaError, KafkaException
 from faust.cli import option
-from faust.cli.base import AppCommand, cli
-from mode.worker import exiting
+from faust.cli.base import cli
 
 from avro_codec import RegistryUnavailable
 
 from ... import kafka_io
 from ...app import app, order_codec, settings
 from ...client_config import confluent_config
+from ...faust_overrides.commands import GroupedAppCommand
 from .dead_letters import DeadLetter, Selection, dead_letter, in_dlq_order, parse_time
 from .formatting import TABLE_HEADERS, json_object, table_row
 from .ledger import LedgerError
@@ -35,25 +33,11 @@ def dlq_group() -> None:
     """Inspect and replay dead letters (the DLQ topic)."""
 
 
-class DlqCommand(AppCommand):
+class DlqCommand(GroupedAppCommand):
     """An app command that lives under `faust dlq`; `cli_name` (passed to `app.command`) names it."""
 
     abstract: ClassVar[bool] = True
-    cli_name: ClassVar[str]
-
-    @classmethod
-    def as_click_command(cls) -> Any:
-        # Faust's AppCommand.as_click_command, registering on the dlq group instead of the root.
-        @click.pass_context
-        @wraps(cls)
-        def _inner(*args: Any, **kwargs: Any) -> NoReturn:
-            command = cls(*args, **kwargs)
-            with exiting(print_exception=True, file=sys.stderr):
-                command()
-
-        for decorate in reversed(cls.options or []):
-            _inner = decorate(_inner)
-        return dlq_group.command(name=cls.cli_name, help=cls.__doc__)(_inner)
+    group: ClassVar[click.Group] = dlq_group
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         """Run the command; an outage or a bad ledger ends it with one line, not a traceback."""
@@ -156,13 +140,14 @@ async def dlq_replay(self: DlqCommand, order_ids: tuple[str, ...], reasons: tupl
     letters = self.dead_letters()
     self.check_reasons(selection, letters)
     replayer = Replayer(confluent_config(settings), settings.orders_topic, settings.replay_ledger_topic,
-                        dry_run=dry_run, say=self.say)
+                        f"{settings.app_id}-dlq-replay", dry_run=dry_run, say=self.say)
     report = replayer.run(letters, selection, force)
     plan = report.plan
+    for letter, why in report.unavailable:
+        self.note(f"cannot replay {letter.coordinates}: only part of its value is in the DLQ and {why}")
     self.say(f"{'dry run: would replay' if dry_run else 'replayed'} {report.replayed}, "
              f"skipped already-replayed {len(plan.already_replayed)}, not matching {len(plan.not_matching)}"
              + (f", refused undecodable {len(plan.undecodable)} (--force replays them)" if plan.undecodable else "")
-             + (f", FAILED {len(report.failed)}" if report.failed else ""))
-    if report.failed:
-        raise SystemExit(f"dlq replay: {len(report.failed)} replay(s) not acknowledged; run the command again "
-                         f"to retry them")
+             + (f", UNAVAILABLE {len(report.unavailable)}" if report.unavailable else ""))
+    if report.unavailable:
+        raise SystemExit(f"dlq replay: {len(report.unavailable)} dead letter(s) could not be replayed")

@@ -44,6 +44,8 @@ class DeadLetter:
     original_offset: int | None
     order: dict[str, Any] | None
     undecodable: str | None
+    #: the original value's size when the DLQ holds only its first bytes (`too-large`); None when whole
+    truncated_from: int | None = None
 
     @property
     def coordinates(self) -> str:
@@ -86,11 +88,15 @@ def _int(headers: Mapping[str, bytes | None], name: str) -> int | None:
 def dead_letter(record: Record, decode: Callable[[bytes | None], dict[str, Any]]) -> DeadLetter:
     """Parse a DLQ record. `decode` raises AvroCodecError for a value it cannot read; other errors
     (an unreachable registry) propagate, so an outage is never mistaken for undecodable data."""
+    headers = record.headers
+    truncated_from = _int(headers, h.ORIGINAL_VALUE_BYTES)
     try:
         order, undecodable = decode(record.value), None
     except AvroCodecError as exc:
         order, undecodable = None, str(exc)
-    headers = record.headers
+    if truncated_from is not None:
+        order, undecodable = None, f"only the first {record_size(record)} of {truncated_from} bytes are in the DLQ"
+
     error_type, error_message = _text(headers, h.ERROR_TYPE), _text(headers, h.ERROR_MESSAGE)
     error = ": ".join(part for part in (error_type, error_message) if part) or None
     dead_lettered = _int(headers, h.DEAD_LETTERED_MS)
@@ -100,7 +106,12 @@ def dead_letter(record: Record, decode: Callable[[bytes | None], dict[str, Any]]
         key=record.key, value=record.value,
         reason=_text(headers, h.DLQ_REASON), attempts=_int(headers, h.ATTEMPTS), error=error,
         original_topic=_text(headers, h.ORIGINAL_TOPIC), original_partition=_int(headers, h.ORIGINAL_PARTITION),
-        original_offset=_int(headers, h.ORIGINAL_OFFSET), order=order, undecodable=undecodable)
+        original_offset=_int(headers, h.ORIGINAL_OFFSET), order=order, undecodable=undecodable,
+        truncated_from=truncated_from)
+
+
+def record_size(record: Record) -> int:
+    return len(record.value or b"")
 
 
 def in_dlq_order(letters: Iterable[DeadLetter]) -> list[DeadLetter]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .dead_letters import DeadLetter
-from .ledger import PUBLISHING, Entry
+from .ledger import Entry
 
 TABLE_HEADERS = ["DLQ at", "Dead-lettered (UTC)", "Order", "Reason", "Att.", "Original", "Value", "Error",
                  "Replayed"]
@@ -46,8 +46,7 @@ def describe_value(letter: DeadLetter) -> str:
 def replay_status(entry: Entry | None) -> str:
     if entry is None:
         return ""
-    # A `publishing` entry is resolved by the next `dlq replay`; until then it is unknown.
-    return "in progress?" if entry.state == PUBLISHING else entry.replayed_to or "yes"
+    return entry.replayed_to or "yes"
 
 
 def table_row(letter: DeadLetter, entry: Entry | None) -> list[str]:

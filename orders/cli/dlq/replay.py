@@ -3,10 +3,17 @@
 A replayed dead letter goes to the orders topic as a new record: the original
 key and value bytes unchanged, on the partition the original was on (the key
 decides when the original came from elsewhere), no retry headers (the pipeline
-sees a first attempt), plus `x-replay-of` (the dedupe key) and `x-replayed-from`
-(the dead letter's coordinates) for tracing. The ledger (see `ledger`) records each
-replay around its publication, in batches, so that neither a second run nor a
-crash in the middle of one publishes a dead letter twice.
+sees a first attempt), plus `x-replay-of` (the dedupe key) and
+`x-replayed-from` (the dead letter's coordinates) for tracing. A dead letter
+cut to fit the DLQ (`too-large`) is replayed with the original's bytes, read
+from where it first arrived.
+
+Each batch of replays and their ledger entries is one Kafka transaction of a
+producer whose transactional id is the same for every run of this app
+(`<APP_ID>-dlq-replay`). Starting it fences any run still going: that run's
+open batch is aborted and its next commit refused, so it stops, and this run
+reads the ledger only after that, with every replay any run committed in it.
+Two runs at once, or a run after a crash, publish each dead letter once.
 """
 from __future__ import annotations
 
@@ -15,11 +22,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException
+
 from ... import kafka_io
 from . import ledger
 from .dead_letters import DeadLetter, ReplayPlan, Selection, plan_replay
 
 BATCH_SIZE = 500
+CALL_TIMEOUT_S = 60
 
 
 class ReplayError(RuntimeError):
@@ -29,16 +39,9 @@ class ReplayError(RuntimeError):
 @dataclass
 class ReplayReport:
     plan: ReplayPlan
-    #: dedupe key -> where a replay of an interrupted run had landed (now recorded)
-    recovered: dict[str, str] = field(default_factory=dict)
-    #: dedupe keys an interrupted run had not published (cleared, so they can be replayed)
-    cleared: list[str] = field(default_factory=list)
-    #: dead letters whose publication the broker did not acknowledge, with the error
-    failed: list[tuple[DeadLetter, str]] = field(default_factory=list)
-
-    @property
-    def replayed(self) -> int:
-        return len(self.plan.replay) - len(self.failed)
+    replayed: int = 0
+    #: dead letters whose original bytes could not be read back (too large for the DLQ, and gone from the source)
+    unavailable: list[tuple[DeadLetter, str]] = field(default_factory=list)
 
 
 def load_ledger(config: Mapping[str, Any], topic: str) -> dict[str, ledger.Entry]:
@@ -53,80 +56,112 @@ def _now_ms() -> int:
 
 
 class Replayer:
-    def __init__(self, config: Mapping[str, Any], orders_topic: str, ledger_topic: str, *, dry_run: bool,
-                 say: Callable[[str], None], batch_size: int = BATCH_SIZE) -> None:
+    def __init__(self, config: Mapping[str, Any], orders_topic: str, ledger_topic: str, transactional_id: str, *,
+                 dry_run: bool, say: Callable[[str], None], batch_size: int = BATCH_SIZE) -> None:
         self.config = config
         self.orders_topic = orders_topic
         self.ledger_topic = ledger_topic
+        self.transactional_id = transactional_id
         self.dry_run = dry_run
         self.say = say
         self.batch_size = batch_size
-        self._producer = None if dry_run else kafka_io.producer(config)
+        self._producer = None
 
     def run(self, letters: list[DeadLetter], selection: Selection, force: bool) -> ReplayReport:
-        if not self.dry_run and kafka_io.ensure_compacted_topic(self.config, self.ledger_topic):
-            self.say(f"created ledger topic {self.ledger_topic} (compacted)")
-        entries = load_ledger(self.config, self.ledger_topic)
-        report = ReplayReport(ReplayPlan())
-        self._recover(entries, report)
-        report.plan = plan_replay(letters, entries, selection, force)
+        if not self.dry_run:
+            if kafka_io.ensure_compacted_topic(self.config, self.ledger_topic):
+                self.say(f"created ledger topic {self.ledger_topic} (compacted)")
+            # librdkafka's own log stays quiet: a fenced run says so in one line of its own.
+            self._producer = kafka_io.producer(self.config, **{"transactional.id": self.transactional_id,
+                                                               "log_level": 0})
+            self._call("starting the replay producer", self._producer.init_transactions)
+        # Read after the producer started: every batch an earlier or concurrent run committed is in it.
+        report = ReplayReport(plan_replay(letters, load_ledger(self.config, self.ledger_topic), selection, force))
         for letter in report.plan.undecodable:
-            self.say(f"refused {letter.coordinates}: value does not decode ({letter.undecodable}); "
-                     f"--force replays it as it is")
-        for start in range(0, len(report.plan.replay), self.batch_size):
-            self._publish(report.plan.replay[start:start + self.batch_size], report)
+            self.say(f"refused {letter.coordinates}: {letter.undecodable}; --force replays it as it is")
+        replay = [(letter, self._original_value(letter, report)) for letter in report.plan.replay]
+        replay = [(letter, value) for letter, value in replay if value is not None or letter.value is None]
+        for start in range(0, len(replay), self.batch_size):
+            self._publish(replay[start:start + self.batch_size], report)
         return report
 
-    # -- an interrupted run ---------------------------------------------------
+    def _original_value(self, letter: DeadLetter, report: ReplayReport) -> bytes | None:
+        """The bytes to publish: the dead letter's, or for one cut to fit the DLQ, the original's."""
+        if letter.truncated_from is None:
+            return letter.value
+        if letter.original is None:
+            report.unavailable.append((letter, "it names no original coordinates"))
+            return None
+        found = kafka_io.read_range(self.config, letter.original_topic, letter.original_partition,
+                                    letter.original_offset, letter.original_offset + 1)
+        if not found or len(found[0].value or b"") != letter.truncated_from:
+            report.unavailable.append((letter, f"its original {letter.original} is no longer in the topic"))
+            return None
+        return found[0].value
 
-    def _recover(self, entries: dict[str, ledger.Entry], report: ReplayReport) -> None:
-        """Settle replays an earlier run began but did not record: published or not, by the orders topic."""
-        pending = {key: entry for key, entry in entries.items() if entry.state == ledger.PUBLISHING}
-        if not pending:
-            return
-        records = kafka_io.read_topic(self.config, self.orders_topic, start=ledger.scan_start(pending))
-        report.recovered = ledger.landed(records, pending)
-        report.cleared = sorted(set(pending) - set(report.recovered))
-        for key, landed_at in report.recovered.items():
-            entries[key] = ledger.Entry(ledger.REPLAYED, pending[key].dead_letter, _now_ms(),
-                                        pending[key].order_id, replayed_to=landed_at)
-            self.say(f"{'would record' if self.dry_run else 'recorded'} the interrupted replay of "
-                     f"{pending[key].dead_letter} (it landed at {landed_at})")
-        for key in report.cleared:
-            del entries[key]
-            self.say(f"the interrupted replay of {pending[key].dead_letter} never reached "
-                     f"{self.orders_topic}; it can be replayed")
-        if not self.dry_run:
-            self._record([kafka_io.Outgoing(self.ledger_topic, key.encode(), entries[key].to_bytes())
-                          for key in report.recovered] +
-                         [kafka_io.Outgoing(self.ledger_topic, key.encode(), None) for key in report.cleared],
-                         "settling the interrupted replays")
-
-    # -- publishing -----------------------------------------------------------
-
-    def _publish(self, batch: list[DeadLetter], report: ReplayReport) -> None:
+    def _publish(self, batch: list[tuple[DeadLetter, bytes | None]], report: ReplayReport) -> None:
         if self.dry_run:
-            for letter in batch:
+            for letter, _value in batch:
                 self.say(f"would replay {self._label(letter)}")
+            report.replayed += len(batch)
             return
-        before = kafka_io.end_offsets(self.config, self.orders_topic)
-        self._record([self._entry(letter, ledger.PUBLISHING, orders_from=before) for letter in batch],
-                     "recording the replay before publishing (nothing was published)")
-        deliveries = kafka_io.deliver(self._producer, [
-            kafka_io.Outgoing(self.orders_topic, letter.key, letter.value,
-                              [(ledger.REPLAY_OF, letter.dedupe_key.encode()),
-                               (ledger.REPLAYED_FROM, letter.coordinates.encode())],
-                              partition=self._partition(letter, before))
-            for letter in batch])
-        done = []
-        for letter, delivery in zip(batch, deliveries, strict=True):
-            if delivery.error is not None:
-                report.failed.append((letter, delivery.error))
-                self.say(f"FAILED to replay {self._label(letter)}: {delivery.error}")
-            else:
-                done.append(self._entry(letter, ledger.REPLAYED, replayed_to=delivery.landed_at))
-                self.say(f"replayed {self._label(letter)} -> {delivery.landed_at}")
-        self._record(done, "recording published replays (the next run finds them by their x-replay-of header)")
+        producer = self._producer
+        landed: dict[int, str] = {}
+        failed: list[str] = []
+
+        def report_delivery(index: int):
+            def on_delivery(err, msg) -> None:
+                if err is not None:
+                    failed.append(str(err))
+                else:
+                    landed[index] = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+            return on_delivery
+
+        partitions = kafka_io.end_offsets(self.config, self.orders_topic)
+        try:
+            producer.begin_transaction()
+            for index, (letter, value) in enumerate(batch):
+                kafka_io.produce(producer, self.orders_topic, key=letter.key, value=value,
+                                 headers=[(ledger.REPLAY_OF, letter.dedupe_key.encode()),
+                                          (ledger.REPLAYED_FROM, letter.coordinates.encode())],
+                                 partition=self._partition(letter, partitions), on_delivery=report_delivery(index))
+            producer.flush(CALL_TIMEOUT_S)
+            if failed or len(landed) < len(batch):
+                raise ReplayError(f"{len(batch) - len(landed)} of {len(batch)} replays were not acknowledged "
+                                  f"({failed[0] if failed else 'no answer'})")
+            for index, (letter, _value) in enumerate(batch):
+                entry = ledger.Entry(letter.coordinates, _now_ms(), letter.order_id, replayed_to=landed[index])
+                kafka_io.produce(producer, self.ledger_topic, key=letter.dedupe_key.encode(), value=entry.to_bytes(),
+                                 on_delivery=report_delivery(-1))
+            producer.commit_transaction(CALL_TIMEOUT_S)
+        except (ReplayError, KafkaException) as exc:
+            self._abort(report, exc)
+        for index, (letter, _value) in enumerate(batch):
+            self.say(f"replayed {self._label(letter)} -> {landed[index]}")
+        report.replayed += len(batch)
+
+    def _abort(self, report: ReplayReport, exc: Exception) -> None:
+        """The batch did not commit, so none of it is published: say so, with what was done before it."""
+        error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+        fenced = isinstance(error, KafkaError) and (error.fatal() or error.code() in kafka_io.FENCED_OR_FATAL)
+        if not fenced:
+            try:
+                self._producer.abort_transaction(CALL_TIMEOUT_S)
+            except KafkaException:
+                pass  # the broker aborts it, or the next run's producer does when it starts
+        why = ("another `dlq replay` of this app started and took over (this run's producer was fenced)"
+               if fenced else error.str() if isinstance(error, KafkaError) else str(exc))
+        raise ReplayError(f"stopped after replaying {report.replayed}: {why}; the batch in progress was not "
+                          f"published. Run the command again to replay the rest; nothing is replayed twice") \
+            from None
+
+    def _call(self, what: str, method: Callable[[float], Any]) -> None:
+        try:
+            method(CALL_TIMEOUT_S)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            text = error.str() if isinstance(error, KafkaError) else str(exc)
+            raise ReplayError(f"{what}: {text}") from None
 
     def _partition(self, letter: DeadLetter, partitions: Mapping[int, int]) -> int | None:
         """The partition the original was on, when it came from the orders topic; else the key decides."""
@@ -134,16 +169,7 @@ class Replayer:
             return letter.original_partition
         return None
 
-    def _entry(self, letter: DeadLetter, state: str, **fields: Any) -> kafka_io.Outgoing:
-        entry = ledger.Entry(state, letter.coordinates, _now_ms(), letter.order_id, **fields)
-        return kafka_io.Outgoing(self.ledger_topic, letter.dedupe_key.encode(), entry.to_bytes())
-
-    def _record(self, records: list[kafka_io.Outgoing], what: str) -> None:
-        failed = [d.error for d in kafka_io.deliver(self._producer, records) if d.error is not None]
-        if failed:
-            raise ReplayError(f"{what}: {len(failed)} ledger write(s) to {self.ledger_topic} failed: {failed[0]}")
-
     @staticmethod
     def _label(letter: DeadLetter) -> str:
-        order = letter.order_id or f"undecodable value ({letter.value_size} bytes)"
+        order = letter.order_id or f"undecodable value ({letter.truncated_from or letter.value_size} bytes)"
         return f"{order} from {letter.coordinates} (original {letter.original or '?'})"

@@ -1,0 +1,64 @@
+"""Every place the app reaches into faust-streaming's or aiokafka's internals, and why.
+
+Pinned and tested against faust-streaming 0.15.3 and aiokafka 0.14.0
+(requirements.txt). `tests/unit/test_faust_overrides.py` keeps a digest of the
+source of every upstream method overridden, copied or relied on below, and
+fails, naming it, when an upgrade changes one: read the new code, adapt the
+override, then update the digest.
+
+- `consumer`: the worker's consumer reads committed records only
+  (`AIOKafkaConsumerThread._create_worker_consumer` hard-codes
+  read_uncommitted outside Faust's own exactly-once mode), and after each
+  rebalance resumes every source partition at the partition state's next
+  offset instead of the group's committed offset (`Consumer.perform_seek`);
+  after Faust's last commit at shutdown it commits no more, since a later
+  commit would reach the consumer thread's closed event loop and end the
+  worker with exit 1 (`Consumer.on_stop`, `Consumer.commit`).
+- `recovery`: table recovery ends at the changelog's last committed record.
+  The app writes the changelog in transactions, so a partition ends in a
+  commit marker that no consumer ever receives, and Faust's recovery, which
+  waits for a record at `highwater - 1`, would wait forever
+  (`Recovery._build_highwaters`; the table manager builds this recovery).
+- `tables`: the partition-state table does not send changelog records itself
+  (`Table.on_key_set`): the partitions' transactions write them, together with
+  the retry copies and dead letters; and it lets the app fence earlier owners
+  before recovery reads the changelog (`Collection.on_rebalance`). A write to
+  the local store runs with a stand-in event (`faust.streams._current_event`),
+  which the RocksDB store reads the partition from.
+- `rebalance`: how long table recovery has received nothing
+  (`Recovery._recovery_started_at`, `_active_events_received_at`), and asking
+  the group to rebalance (aiokafka's `coordinator.request_rejoin`).
+- `commands`: a command group under the `faust` CLI (`AppCommand.as_click_command`).
+"""
+
+#: The pinned versions these overrides were written against.
+PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+#: Upstream code this package overrides, copies or relies on -> sha256 (first 16 hex digits) of its source.
+UPSTREAM = {
+    # consumer.py: read committed; resume at the states' offsets; no commit after the last one
+    "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer": "c2701bfc3e6f6cad",
+    "faust.transport.drivers.aiokafka.Consumer._new_consumer_thread": "0870ec53dea75083",
+    "aiokafka.AIOKafkaConsumer.__init__": "01506f316191f7c9",
+    "aiokafka.AIOKafkaConsumer.start": "2f1ba70443327538",
+    "faust.transport.consumer.Consumer.perform_seek": "0e8c130ff4b0afd8",
+    "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._seek_wait": "9d221e816d940467",
+    "faust.transport.consumer.Consumer.on_stop": "45b1d2210ce2b526",
+    "faust.transport.consumer.Consumer.commit": "a354437baaa08bf8",
+    "faust.app.base.App._new_transport": "42db531312dd776f",
+    # recovery.py: where recovery ends
+    "faust.tables.recovery.Recovery._build_highwaters": "91b4cc0d3724ae7b",
+    "faust.tables.recovery.Recovery.active_remaining": "0dcc38568ad5018b",
+    "faust.tables.recovery.Recovery._slurp_changelogs": "7825c7e50f766d5a",
+    "faust.tables.manager.TableManager.recovery": "f0bf5de78b4c3d23",
+    # tables.py: no changelog send of its own; the hook before recovery; the store's current event
+    "faust.tables.table.Table.on_key_set": "a370e35ca55c2c7e",
+    "faust.tables.base.Collection.on_rebalance": "0812ad692171a8fd",
+    "faust.tables.base.Collection._on_changelog_sent": "60122c86a120d82c",
+    "faust.stores.rocksdb.Store._set": "4227e561e288d941",
+    # rebalance.py
+    "faust.tables.recovery.Recovery._set_recovery_started": "bcfebf81ae13fc75",
+    "aiokafka.consumer.group_coordinator.GroupCoordinator.request_rejoin": "f70a261c91c38cb5",
+    # commands.py
+    "faust.cli.base.AppCommand.as_click_command": "b9f15fb627124b65",
+}

@@ -1,0 +1,163 @@
+"""The worker's Kafka consumer: Faust's aiokafka consumer, reading committed records, resuming where
+the partition states say, and (the fast path) handing each fetched partition's records to its agent
+as one batch."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+log = logging.getLogger("orders")
+
+
+class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # AIOKafkaConsumer keeps the setting as given and builds its fetcher from it in start(), which has
+        # not run yet. Read committed: aborted retry copies, dead letters and states are never seen.
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+
+class SourceRecord:
+    """One fetched record as the processing reads it (Faust's message fields, timestamp in seconds)."""
+
+    __slots__ = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
+
+    def __init__(self, record: Any) -> None:
+        self.topic = record.topic
+        self.partition = record.partition
+        self.offset = record.offset
+        self.timestamp = None if record.timestamp is None else record.timestamp / 1000.0
+        self.key = record.key
+        self.value = record.value
+        self.headers = record.headers
+
+
+class RecordBatches:
+    """The fast path's hand-over from the consumer to one agent: one partition's fetched records at a
+    time. Bounded, so a busy agent holds the fetching back; a batch fetched before a rebalance is
+    dropped (the consumer seeks again after it)."""
+
+    def __init__(self, app: Any, max_batches: int = 8) -> None:
+        self._app = app
+        self._queue: asyncio.Queue = asyncio.Queue(max_batches)
+
+    async def put(self, generation: int, records: list[SourceRecord]) -> None:
+        await self._queue.put((generation, records))
+
+    async def get(self) -> list[SourceRecord]:
+        while True:
+            generation, records = await self._queue.get()
+            if generation == self._app.consumer_generation_id:
+                return records
+
+
+class OrdersConsumer(faust_aiokafka.Consumer):
+    #: Faust's last offset commit at shutdown is done; the consumer thread may be gone.
+    _closed_for_commits = False
+    def _new_consumer_thread(self) -> ReadCommittedConsumerThread:
+        return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets (Faust), then move each source partition to the next offset its
+        state has not applied: the group's committed offset may lag (replays, skipped cheaply) or, around
+        rebalances, run ahead of what the state holds (records that would otherwise never be applied)."""
+        await super().perform_seek()
+        hooks = getattr(self.app, "state_hooks", None)
+        if hooks is None:
+            return
+        assigned = self.assignment()
+        offsets = {tp: offset for (topic, partition), offset in hooks.resume_offsets().items()
+                   if (tp := TP(topic, partition)) in assigned}
+        if offsets:
+            await self.seek_wait(offsets)
+            log.debug("resumed source partitions at %s", offsets)
+
+    async def on_stop(self) -> None:
+        """Faust's last commit runs here, while the consumer thread still does (mode stops children after
+        on_stop). A commit started later (the periodic commit task is cancelled only after the thread has
+        stopped) would be handed to the thread's closed event loop and crash the worker on SIGTERM
+        ("Event loop is closed", exit 1), so later commits are skipped: the partition states, not the
+        group's offsets, say where processing resumes."""
+        await super().on_stop()
+        self._closed_for_commits = True
+
+    async def commit(self, *args: Any, **kwargs: Any) -> bool:
+        if self._closed_for_commits:
+            return False
+        return await super().commit(*args, **kwargs)
+
+    async def commit_positions(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit the group's offsets of the fast path's partitions (whose records Faust never sees, so it
+        commits nothing for them): where their committed states resume, for Kafka's tools and lag."""
+        if self._closed_for_commits or not offsets:
+            return
+        assigned = self.assignment()
+        owned = {tp: offset for (topic, partition), offset in offsets.items()
+                 if (tp := TP(topic, partition)) in assigned}
+        if owned:
+            await self._thread.commit(owned)
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        """The fast path: Faust's loop (transport/consumer.py `Consumer._drain_messages`) hands each
+        record to the conductor one at a time, each behind `wait_first` (four tasks and three event-loop
+        turns a record), the conductor builds an Event and queues it, and the stream takes it out again.
+        Here the records of a fast-path topic go to their agent as the fetched list, one partition at a
+        time; other topics (the table's changelog during recovery) go Faust's way, record by record."""
+        batches = self.app.record_batches
+        if not batches:
+            await super()._drain_messages(fetcher)
+            return
+        try:
+            while not (self.should_stop or fetcher.should_stop):
+                records, active = await self._wait_next_records(1.0)
+                await asyncio.sleep(0)  # Faust's loop releases the event loop here too
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    # As Faust's getmany does: records fetched while the flow is stopped (a rebalance) are
+                    # not delivered; the partitions are sought again.
+                    await self.perform_seek()
+                    continue
+                generation = self.app.consumer_generation_id
+                for tp, fetched in records.items():
+                    if not self.flow_active or self.app.consumer_generation_id != generation:
+                        break
+                    if not fetched or (active is not None and tp not in active
+                                       and tp not in self._buffered_partitions):
+                        continue
+                    sink = batches.get(tp.topic)
+                    if sink is None:
+                        await self._deliver_one_by_one(tp, fetched)
+                    else:
+                        await sink.put(generation, [SourceRecord(record) for record in fetched])
+                        self._read_offset[tp] = fetched[-1].offset
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    async def _deliver_one_by_one(self, tp: TP, fetched: list[Any]) -> None:
+        """Faust's own delivery of each record (its read offset, gaps and flow checks), for other topics."""
+        for record in fetched:
+            message = self._to_message(tp, record)
+            read = self._read_offset[tp]
+            if read is not None and message.offset < read:
+                continue
+            if read and message.offset - read > 1 and self.app.topics.acks_enabled_for(message.topic):
+                await self._add_gap(tp, read + 1, message.offset)
+            await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            self._read_offset[tp] = message.offset
+
+
+class OrdersTransport(faust_aiokafka.Transport):
+    Consumer = OrdersConsumer
