@@ -1,4 +1,4 @@
-"""`python -m bench <figure>`: throughput, memory, write-amplification, latency, recovery.
+"""`python -m bench <figure>`: compare, throughput, memory, write-amplification, latency, recovery.
 
 Run from the repository root. Kafka and the registry come from the app's own
 settings (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...); topics, app ids
@@ -18,6 +18,7 @@ from orders.ops.worker_process import WorkerProcessError
 from orders.settings import SettingsError
 
 from . import throughput
+from .compare import compare
 from .latency import latency
 from .recovery import STORES, recovery
 from .run import BenchFailure, WorkerOptions, say
@@ -42,6 +43,10 @@ def _checkpoints(text: str) -> list[int]:
     if values != sorted(set(values)):
         raise argparse.ArgumentTypeError(f"history sizes must increase, got {text}")
     return values
+
+
+def _rates(text: str) -> list[float]:
+    return [_positive_float(part) for part in text.split(",")]
 
 
 def _stores(text: str) -> list[str]:
@@ -73,6 +78,15 @@ def parser() -> argparse.ArgumentParser:
     figures.add_parser("write-amplification", parents=[drained],
                        help="table changelog records written per 1,000 orders by that worker")
 
+    cmp = figures.add_parser("compare", parents=[worker],
+                             help="fast path, Faust's stock path, the seed's design and the ceiling over one "
+                                  "preloaded topic, then latency at steady rates")
+    cmp.add_argument("--orders", type=_positive_int, default=200_000, help="orders to preload and count")
+    cmp.add_argument("--rates", type=_rates, default=[1000.0, 10000.0, 20000.0], metavar="R[,R...]",
+                     help="orders per second of the latency runs after the comparison")
+    cmp.add_argument("--seconds", type=_positive_float, default=20, help="measured seconds of each latency run")
+    cmp.add_argument("--warmup", type=_positive_float, default=5, help="warm-up seconds of each latency run")
+
     lat = figures.add_parser("latency", parents=[worker],
                              help="p50/p95/p99 from produce to aggregate update at a steady rate")
     lat.add_argument("--rate", type=_positive_float, default=1000, help="orders per second")
@@ -99,6 +113,8 @@ def run(args: argparse.Namespace) -> str:
         return throughput.memory(options, args.orders)
     if args.figure == "write-amplification":
         return throughput.write_amplification(options, args.orders)
+    if args.figure == "compare":
+        return compare(options, args.orders, args.rates, args.seconds, args.warmup)
     if args.figure == "latency":
         return latency(options, args.rate, args.seconds, args.warmup, args.drain_timeout)
     return recovery(options, args.stores, args.orders)

@@ -58,9 +58,17 @@ def check_aggregate(summary: dict, count: int, dlq_records: int) -> None:
 
 def drain(run: BenchRun, count: int, profile: Path | None = None) -> DrainResult:
     """Preload `count` orders, let one worker count them all, check and measure it, stop it."""
-    app_id = run.app_id()
-    preload(run, app_id, count)
-    worker = WorkerProcess(run.env(app_id), run.tmp)
+    preload(run, run.app_id(), count)
+    return count_preloaded(run, count, profile)
+
+
+def count_preloaded(run: BenchRun, count: int, profile: Path | None = None, label: str = "app",
+                    **env: str) -> DrainResult:
+    """Let one worker (app id `label`, its own retry and dead-letter topics) count the `count` orders
+    preloaded into the run's orders topic; check and measure it, stop it."""
+    app_id = run.app_id(label)
+    worker = WorkerProcess(run.env(app_id, RETRY_TOPIC=f"{app_id}-retry", DLQ_TOPIC=f"{app_id}-dlq", **env),
+                           run.tmp, label)
     profiler = None
     try:
         worker.start_serving()
@@ -77,18 +85,20 @@ def drain(run: BenchRun, count: int, profile: Path | None = None) -> DrainResult
         if profiler:
             profiler.stop()
         worker.stop()
-    check_aggregate(last, count, run.end_offsets(f"{run.prefix}-dlq"))
+    check_aggregate(last, count, run.end_offsets(f"{app_id}-dlq"))
     if last_at <= first_at:
         raise BenchFailure(f"all {count} orders were counted between two polls: too few to time, use more --orders")
     result = DrainResult(orders=last["orders"], total_micros=last["total_price_micros"], first_seen=first["orders"],
                          elapsed_s=last_at - first_at, cpu_s=cpu_s, peak_rss=peak_rss, rss=rss,
-                         changelog_records=run.end_offsets(run.changelog_topic(app_id)))
+                         # Every commit writes one state record and one commit marker to a changelog partition.
+                         changelog_records=run.end_offsets(run.changelog_topic(app_id)) // 2)
     say(f"worker: {result.orders:,} orders in {result.elapsed_s:.2f} s (first seen at {result.first_seen:,}), "
         f"{result.rate:,.0f} orders/s, worker CPU {result.cpu_s:.1f} s "
         f"({100 * result.cpu_s / result.elapsed_s:.0f}% of one core)")
     say(f"memory: peak RSS {result.peak_rss / MIB:,.0f} MiB, RSS at the end {result.rss / MIB:,.0f} MiB")
-    say(f"changelog: {result.changelog_records:,} records for {result.orders:,} orders, "
-        f"{result.changelog_per_1000:.1f} per 1,000 orders")
+    say(f"changelog: {result.changelog_records:,} state records for {result.orders:,} orders, "
+        f"{result.changelog_per_1000:.1f} per 1,000 orders (one per partition per commit; the changelog's "
+        f"offsets hold as many transaction markers)")
     return result
 
 
