@@ -1,4 +1,4 @@
-"""Commits the transactions of partitions whose records stopped coming, every COMMIT_INTERVAL_SECONDS;
+"""Commits the transactions of partitions whose records stopped coming, once open COMMIT_INTERVAL_SECONDS;
 on the fast path, also the group's offsets (Faust sees none of those records, so it commits none).
 
 A task with its own loop rather than a timer: a commit waits for the broker,
@@ -17,7 +17,8 @@ GROUP_OFFSETS_EVERY_S = 2.0
 async def commit_partitions() -> None:
     offsets_committed_at = time.monotonic()
     while not app.should_stop:
-        await asyncio.sleep(settings.commit_interval_seconds)
+        # A quarter of the interval: no transaction stays open much beyond it.
+        await asyncio.sleep(settings.commit_interval_seconds / 4)
         await processor.commit_due()
         if settings.fast_path and time.monotonic() - offsets_committed_at >= GROUP_OFFSETS_EVERY_S:
             offsets_committed_at = time.monotonic()

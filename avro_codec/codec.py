@@ -126,3 +126,9 @@ class AvroRecordCodec(Codec):
         if writer is None:
             writer = await self.registry.fetch(schema_id)
         return self.decode_with(schema_id, body, writer)
+
+    def decode_cached(self, data: bytes | None) -> dict[str, Any] | None:
+        """Decode when the writer schema is cached (no waiting: the hot path); None when it is not."""
+        schema_id, body = wire.unframe(data)
+        writer = self.registry.cached(schema_id)
+        return None if writer is None else self.decode_with(schema_id, body, writer)

@@ -165,8 +165,10 @@ def _measure(run: BenchRun, worker: WorkerProcess, rate: float, seconds: float, 
     if undelivered or tally.failed:
         raise BenchFailure(f"{undelivered} orders undelivered, {tally.failed} failed: {tally.first_error}")
 
-    drained_at, summary = worker.wait_for_timed(lambda s: s["orders"] + s["dead_letters"] >= total, drain_timeout,
-                                          f"all {total:,} orders counted")
+    # All counted, and all committed: the metrics count an order once its transaction has committed.
+    drained_at, summary = worker.wait_for_timed(
+        lambda s: s["orders"] + s["dead_letters"] >= total and s["uncommitted"] == 0, drain_timeout,
+        f"all {total:,} orders counted")
     before_text, after_text = before.result(), worker.metrics_text()
     expected = (total, expected_micros(primers + orders), 0)
     if (summary["orders"], summary["total_price_micros"], summary["dead_letters"]) != expected:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,19 +122,34 @@ class BenchRun:
                     future.result(CLEANUP_TIMEOUT_S)
                 except KafkaException as exc:
                     problems.append(f"topic {name}: {exc}")
-            if self._app_ids:
-                for group, future in admin.delete_consumer_groups(self._app_ids).items():
-                    try:
-                        future.result(CLEANUP_TIMEOUT_S)
-                    except KafkaException as exc:
-                        if "GROUP_ID_NOT_FOUND" not in str(exc):
-                            problems.append(f"group {group}: {exc}")
+            problems += self._delete_groups(admin, self._app_ids)
         except KafkaException as exc:
             problems.append(f"listing topics: {exc}")
         problems += self._delete_subject(f"{self.orders_topic}-value")
         shutil.rmtree(self.tmp, ignore_errors=True)
         if problems:
             say(f"clean-up incomplete: {'; '.join(problems)}")
+
+    @staticmethod
+    def _delete_groups(admin: AdminClient, groups: list[str]) -> list[str]:
+        """Delete the consumer groups; a group whose killed member the broker has not dropped yet (its session
+        timeout) is asked again for a while."""
+        deadline = time.monotonic() + CLEANUP_TIMEOUT_S
+        problems: dict[str, str] = {}
+        while groups:
+            problems, busy = {}, []
+            for group, future in admin.delete_consumer_groups(groups).items():
+                try:
+                    future.result(CLEANUP_TIMEOUT_S)
+                except KafkaException as exc:
+                    if "NON_EMPTY_GROUP" in str(exc) and time.monotonic() < deadline:
+                        busy.append(group)
+                    elif "GROUP_ID_NOT_FOUND" not in str(exc):
+                        problems[group] = str(exc)
+            groups = busy
+            if busy:
+                time.sleep(1)
+        return [f"group {group}: {error}" for group, error in problems.items()]
 
     def _delete_subject(self, subject: str) -> list[str]:
         """Soft, then permanent delete (the Confluent API's two steps); an absent subject is fine."""

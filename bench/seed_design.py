@@ -9,6 +9,8 @@ no state that survives a restart.
 """
 from __future__ import annotations
 
+import multiprocessing
+import queue
 import time
 from dataclasses import dataclass
 
@@ -35,15 +37,47 @@ class SeedResult:
 
 
 def measure_seed_design(run: BenchRun, count: int) -> SeedResult:
-    """Consume the run's orders topic from the beginning until `count` orders are in; time from the first."""
-    registry = SchemaRegistryClient({"url": run.registry().base_url})
+    """Consume the run's orders topic from the beginning until `count` orders are in; time from the first.
+
+    In a child process that is killed once it has reported: with a commit per message, the consumer's
+    close() would wait minutes for the group coordinator to answer the commits still in flight.
+    """
+    results: multiprocessing.Queue = multiprocessing.Queue()
+    child = multiprocessing.Process(target=_consume, args=(run.kafka_config(), run.registry().base_url,
+                                                           run.orders_topic, run.app_id("seed"), count, results))
+    child.start()
+    try:
+        outcome = results.get(timeout=IDLE_LIMIT_S + count / 1_000)
+    except queue.Empty:
+        raise BenchFailure(f"seed design: no result within {IDLE_LIMIT_S + count / 1_000:.0f} s") from None
+    finally:
+        child.kill()
+        child.join()
+    if isinstance(outcome, str):
+        raise BenchFailure(outcome)
+    return outcome
+
+
+def _consume(config: dict, registry_url: str, topic: str, group: str, count: int,
+             results: multiprocessing.Queue) -> None:
+    try:
+        results.put(_consume_all(config, registry_url, topic, group, count))
+    except BenchFailure as exc:
+        results.put(str(exc))
+
+
+def _consume_all(config: dict, registry_url: str, topic: str, group: str, count: int) -> SeedResult:
+    registry = SchemaRegistryClient({"url": registry_url})
     consumer = DeserializingConsumer({
-        **run.kafka_config(), "group.id": run.app_id("seed"), "auto.offset.reset": "earliest",
-        "enable.auto.commit": False, "value.deserializer": AvroDeserializer(registry)})
+        **config, "group.id": group, "auto.offset.reset": "earliest",
+        "enable.auto.commit": False, "value.deserializer": AvroDeserializer(registry),
+        # A commit per message floods the group coordinator; its request timeouts would fill the screen.
+        # The process is killed after it reports; a short session lets the broker drop it from the group soon.
+        "log_level": 2, "session.timeout.ms": 6000})
     orders = micros = 0
     started = last_seen = None
     try:
-        consumer.subscribe([run.orders_topic])
+        consumer.subscribe([topic])
         while orders < count:
             msg = consumer.poll(1.0)
             now = time.monotonic()
@@ -61,7 +95,7 @@ def measure_seed_design(run: BenchRun, count: int) -> SeedResult:
             except InvalidOrder as exc:
                 raise BenchFailure(f"seed design: an invalid order in a bench topic: {exc}") from exc
             consumer.commit(message=msg, asynchronous=True)
-        elapsed = time.monotonic() - started
-    finally:
+    except BaseException:
         consumer.close()
-    return SeedResult(orders, micros, elapsed)
+        raise
+    return SeedResult(orders, micros, time.monotonic() - started)

@@ -101,7 +101,8 @@ orders_topic = _source_topic(settings.orders_topic)
 retry_topic = _source_topic(settings.retry_topic)
 SOURCE_TOPICS = (orders_topic, retry_topic)
 #: Where the fast path hands each source topic's records to its agent (empty: Faust's stock path).
-record_batches = {topic.get_topic_name(): RecordBatches(app) for topic in SOURCE_TOPICS} if settings.fast_path else {}
+record_batches = {topic.get_topic_name(): RecordBatches(app, settings.batch_max_records)
+                  for topic in SOURCE_TOPICS} if settings.fast_path else {}
 app.record_batches = record_batches
 
 stats_table = app.tables.add(PartitionStateTable(
@@ -120,14 +121,14 @@ order_metrics.declare_dead_letter_reasons(*DEAD_LETTER_REASONS)
 activity = ActivityLog(settings.order_log_lines_per_second)
 
 
-def owned_partition_states() -> dict[int, PartitionState]:
-    """The committed state of each partition this worker owns."""
-    return dict(sorted(processor.committed_states().items()))
+def owned_partition_states() -> dict[int, tuple[PartitionState, int]]:
+    """Partition -> (live state, records applied since its last commit), for each partition this worker owns."""
+    return dict(sorted(processor.live_states().items()))
 
 
 def current_summary() -> dict:
     """The aggregate over this worker's partitions."""
-    return summarize(owned_partition_states().values())
+    return summarize(state for state, _uncommitted in owned_partition_states().values())
 
 
 def applied_offset(tp: TP) -> int:
@@ -138,8 +139,8 @@ def applied_offset(tp: TP) -> int:
 
 
 async def _earliest_offset(topic: str, partition: int) -> int:
-    tp = TP(topic, partition)
-    return (await app.consumer.earliest_offsets(tp))[tp]
+    # Not through Faust's consumer: its requests queue behind the consumer's long-polling fetch (up to 1.5 s).
+    return await asyncio.to_thread(kafka_io.first_offset, kafka_config, topic, partition)
 
 
 async def _read_range(topic: str, partition: int, start: int, end: int) -> list[kafka_io.Record]:

@@ -89,6 +89,15 @@ def _watermarks(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
     return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in found.partitions}
 
 
+def first_offset(config: Mapping[str, Any], topic: str, partition: int) -> int:
+    """The oldest offset still in a partition (its low watermark)."""
+    consumer = _consumer(config)
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[0]
+    finally:
+        consumer.close()
+
+
 def end_offsets(config: Mapping[str, Any], topic: str) -> dict[int, int]:
     """Partition -> offset the next record will get. TopicMissing when the topic does not exist."""
     consumer = _consumer(config)

@@ -18,7 +18,9 @@ override, then update the digest.
   The app writes the changelog in transactions, so a partition ends in a
   commit marker that no consumer ever receives, and Faust's recovery, which
   waits for a record at `highwater - 1`, would wait forever
-  (`Recovery._build_highwaters`; the table manager builds this recovery).
+  (`Recovery._build_highwaters`; the table manager builds this recovery, and
+  starts without the one-second sleep of `TableManager.on_start`, which waits
+  for tables declared late: this app declares its table when it is built).
 - `tables`: the partition-state table does not send changelog records itself
   (`Table.on_key_set`): the partitions' transactions write them, together with
   the retry copies and dead letters; and it lets the app fence earlier owners
@@ -51,6 +53,7 @@ UPSTREAM = {
     "faust.tables.recovery.Recovery.active_remaining": "0dcc38568ad5018b",
     "faust.tables.recovery.Recovery._slurp_changelogs": "7825c7e50f766d5a",
     "faust.tables.manager.TableManager.recovery": "f0bf5de78b4c3d23",
+    "faust.tables.manager.TableManager.on_start": "365dd25fbc0e0684",
     # tables.py: no changelog send of its own; the hook before recovery; the store's current event
     "faust.tables.table.Table.on_key_set": "a370e35ca55c2c7e",
     "faust.tables.base.Collection.on_rebalance": "0812ad692171a8fd",

@@ -39,16 +39,19 @@ class SourceRecord:
 
 
 class RecordBatches:
-    """The fast path's hand-over from the consumer to one agent: one partition's fetched records at a
-    time. Bounded, so a busy agent holds the fetching back; a batch fetched before a rebalance is
-    dropped (the consumer seeks again after it)."""
+    """The fast path's hand-over from the consumer to one agent: one partition's fetched records, at
+    most `max_records` at a time (a fetch can bring tens of thousands). Bounded, so a busy agent holds
+    the fetching back; a batch fetched before a rebalance is dropped (the consumer seeks again after it)."""
 
-    def __init__(self, app: Any, max_batches: int = 8) -> None:
+    def __init__(self, app: Any, max_records: int, max_batches: int = 8) -> None:
         self._app = app
+        self.max_records = max_records
         self._queue: asyncio.Queue = asyncio.Queue(max_batches)
 
-    async def put(self, generation: int, records: list[SourceRecord]) -> None:
-        await self._queue.put((generation, records))
+    async def put(self, generation: int, fetched: list[Any]) -> None:
+        for start in range(0, len(fetched), self.max_records):
+            chunk = [SourceRecord(record) for record in fetched[start:start + self.max_records]]
+            await self._queue.put((generation, chunk))
 
     async def get(self) -> list[SourceRecord]:
         while True:
@@ -135,7 +138,7 @@ class OrdersConsumer(faust_aiokafka.Consumer):
                     if sink is None:
                         await self._deliver_one_by_one(tp, fetched)
                     else:
-                        await sink.put(generation, [SourceRecord(record) for record in fetched])
+                        await sink.put(generation, fetched)
                         self._read_offset[tp] = fetched[-1].offset
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

@@ -26,6 +26,13 @@ class MarkerAwareRecovery(Recovery):
 
 
 class MarkerAwareTableManager(TableManager):
+    async def on_start(self) -> None:
+        """Faust's, without its first second: TableManager.on_start sleeps 1 s so that tables declared while
+        the agents start are included; every table of this app is declared when the app is built."""
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
     @property
     def recovery(self) -> Recovery:
         if self._recovery is None:

@@ -35,7 +35,8 @@ class OrderMetrics:
             "by the reason in their x-dlq-reason header.", ["reason"], registry=registry)
         self._latency = Histogram(
             "orders_processing_latency_seconds",
-            "Seconds from the Kafka timestamp of the record that got an order counted to the aggregate update. "
+            "Seconds from the Kafka timestamp of the record that got an order counted to the update of the "
+            "aggregate /average/ serves (observed once the transaction commits, within COMMIT_INTERVAL_SECONDS). "
             "For a first attempt that is the time since the order was produced; for a retry copy, the time "
             "since the attempt before it failed, so it includes one retry delay. Records without a timestamp "
             "are not observed; a timestamp ahead of this worker's clock counts as 0.",
@@ -70,9 +71,12 @@ class OrderMetrics:
             child = self._reasons[reason] = self._dead_lettered.labels(reason=reason)
         return child
 
-    def processed(self, latency_s: float | None) -> None:
-        """An order was counted, `latency_s` after its record's Kafka timestamp (None: the record had none)."""
-        self._processed.inc()
+    def processed(self, orders: int = 1) -> None:
+        """Orders were counted."""
+        self._processed.inc(orders)
+
+    def observe_latency(self, latency_s: float | None) -> None:
+        """An order was counted `latency_s` after its record's Kafka timestamp (None: the record had none)."""
         if latency_s is not None:
             self._latency.observe(latency_s)
 

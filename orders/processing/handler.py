@@ -35,7 +35,7 @@ from avro_codec import AvroCodecError
 from ..domain import headers as h
 from ..domain.headers import Attempt, RetryCopy, describe, dlq_headers, retry_copy, retry_headers
 from ..domain.order import FailureSimulator, InvalidOrder, SimulatedFailure, process_order, validate
-from .partition import DEAD_LETTERED, PROCESSED, RETRIED, Outcome, Partition
+from .partition import DEAD_LETTERED, PROCESSED, RETRIED, Outcome, Partition, label
 
 log = logging.getLogger("orders")
 
@@ -57,12 +57,6 @@ def dead_letter_reason(error: Exception, attempt: int, max_retries: int) -> str 
     if isinstance(error, InvalidOrder):
         return h.INVALID_ORDER
     raise TypeError(f"no route for {type(error).__name__}") from error
-
-
-def _label(record: dict | None, msg: Any) -> str:
-    """How logs name a record: its orderId when it has one, and where it came from."""
-    order_id = record.get("orderId") if isinstance(record, dict) else None
-    return f"{order_id or '<no orderId>'} ({msg.topic}[{msg.partition}]@{msg.offset})"
 
 
 class OrderHandler:
@@ -135,15 +129,15 @@ class OrderHandler:
         if copy is None:
             error = NotARetryRecord(f"no valid {h.ATTEMPT}/{h.ORIGINAL_TOPIC}/... headers: not written by this app")
             self._dead_letter(part, msg, Attempt(msg.topic, msg.partition, msg.offset), h.NOT_A_RETRY_RECORD, error,
-                              _label(None, msg))
+                              None)
             return
         why = self._orphan_reason(part, msg, copy)
         if why is not None:
-            self._dead_letter(part, msg, copy.attempt, h.ORPHANED_RETRY, OrphanedRetry(why), _label(None, msg))
+            self._dead_letter(part, msg, copy.attempt, h.ORPHANED_RETRY, OrphanedRetry(why), None)
             return
         state = part.state
         if copy.seq <= state.retry_seq_done:
-            log.debug("skip %s: retry copy %d of partition %d is resolved already", _label(None, msg), copy.seq,
+            log.debug("skip %s: retry copy %d of partition %d is resolved already", label(None, msg), copy.seq,
                       part.number)
             return
         if copy.seq > state.retry_seq_done + 1:
@@ -170,39 +164,70 @@ class OrderHandler:
             return f"copy {copy.seq} was never sent: partition {part.number} sent {part.state.retry_seq_sent}"
         return None
 
-    async def _attempt(self, part: Partition, msg: Any, attempt: Attempt) -> None:
-        """Decode, validate and process one attempt; count it, retry it or dead-letter it."""
-        record: dict | None = None
+    def apply_next(self, part: Partition, msg: Any) -> bool:
+        """The hot path of `orders`, without awaiting: apply a record at the partition's next offset whose
+        writer schema is cached. False when it is not such a record; the caller then awaits `apply`."""
+        last = part.state.applied.get(msg.topic)
+        if last is None or msg.offset != last + 1:
+            return False
         try:
-            record = await self.codec.decode(msg.value)
-            micros = process_order(validate(record), attempt.number, self.failures)
-        except (AvroCodecError, InvalidOrder, SimulatedFailure) as error:
-            reason = dead_letter_reason(error, attempt.number, self.max_retries)
-            if reason is None:
-                self._retry(part, msg, attempt, error, _label(record, msg))
-            else:
-                self._dead_letter(part, msg, attempt, reason, error, _label(record, msg))
+            record = self.codec.decode_cached(msg.value)
+        except AvroCodecError as error:
+            self._failed(part, msg, Attempt(msg.topic, msg.partition, msg.offset), None, error)
+        else:
+            if record is None:
+                return False
+            self._process(part, msg, record, 1, None)
+        part.state.applied[msg.topic] = msg.offset
+        return True
+
+    async def _attempt(self, part: Partition, msg: Any, attempt: Attempt) -> None:
+        """Decode (waiting for the registry on a schema not cached yet), then process the attempt."""
+        try:
+            record = self.codec.decode_cached(msg.value)
+            if record is None:
+                record = await self.codec.decode(msg.value)
+        except AvroCodecError as error:
+            self._failed(part, msg, attempt, None, error)
+            return
+        self._process(part, msg, record, attempt.number, attempt)
+
+    def _process(self, part: Partition, msg: Any, record: dict, number: int, attempt: Attempt | None) -> None:
+        """Validate and process attempt `number` of a decoded order: count it, or route the failure.
+        `attempt` may be None for a first attempt (built only when it fails)."""
+        try:
+            micros = process_order(validate(record), number, self.failures)
+        except (InvalidOrder, SimulatedFailure) as error:
+            self._failed(part, msg, attempt or Attempt(msg.topic, msg.partition, msg.offset), record, error)
             return
         part.state.count(micros)
-        timestamp = None if msg.timestamp is None or msg.timestamp <= 0 else msg.timestamp  # Kafka's -1: none
-        part.outcomes.append(Outcome(PROCESSED, _label(record, msg), attempt.number, timestamp_s=timestamp,
-                                     order=record))
+        # A record without a timestamp (None, or Kafka's -1) is not observed; one ahead of this clock counts as 0.
+        timestamp = msg.timestamp
+        latency = None if timestamp is None or timestamp <= 0 else max(0.0, self.clock() - timestamp)
+        part.outcomes.append(Outcome(PROCESSED, msg, record, number, latency))
 
-    def _retry(self, part: Partition, msg: Any, attempt: Attempt, error: Exception, label: str) -> None:
+    def _failed(self, part: Partition, msg: Any, attempt: Attempt, record: dict | None, error: Exception) -> None:
+        reason = dead_letter_reason(error, attempt.number, self.max_retries)
+        if reason is None:
+            self._retry(part, msg, attempt, error, record)
+        else:
+            self._dead_letter(part, msg, attempt, reason, error, record)
+
+    def _retry(self, part: Partition, msg: Any, attempt: Attempt, error: Exception, record: dict | None) -> None:
         now_ms = self.now_ms()
         headers = retry_headers(attempt, error, now_ms, self.retry_delay_s, seq=part.state.retry_seq_sent + 1,
                                 app_id=self.app_id)
         if h.record_bytes(msg.key, msg.value, headers) > self.dead_letter_bytes:
-            self._dead_letter(part, msg, attempt, h.TOO_LARGE, error, label)
+            self._dead_letter(part, msg, attempt, h.TOO_LARGE, error, record)
             return
         # The record's timestamp is the failure time its not-before counts from.
         part.output.produce(self.retry_topic, key=msg.key, value=msg.value, headers=headers,
                             partition=attempt.partition, timestamp_ms=now_ms)
         part.state.next_retry_seq()
-        part.outcomes.append(Outcome(RETRIED, label, attempt.number, detail=str(error)))
+        part.outcomes.append(Outcome(RETRIED, msg, record, attempt.number, detail=str(error)))
 
     def _dead_letter(self, part: Partition, msg: Any, attempt: Attempt, reason: str, error: Exception,
-                     label: str) -> None:
+                     record: dict | None) -> None:
         headers = dlq_headers(attempt, reason, error, self.now_ms())
         value = msg.value
         if h.record_bytes(msg.key, value, headers) > self.dead_letter_bytes:
@@ -210,4 +235,4 @@ class OrderHandler:
             reason = h.TOO_LARGE
         part.output.produce(self.dlq_topic, key=msg.key, value=value, headers=headers)
         part.state.dead_letters += 1
-        part.outcomes.append(Outcome(DEAD_LETTERED, label, attempt.number, reason=reason, detail=describe(error)))
+        part.outcomes.append(Outcome(DEAD_LETTERED, msg, record, attempt.number, reason=reason, detail=describe(error)))

@@ -1,17 +1,17 @@
 """One source partition this worker owns: its live state, its last committed state, its transaction.
 
 The live state runs ahead of the committed one by the records applied in the
-open transaction; `/average/` shows the live state. A commit makes the live
-state the committed one; an abort puts the committed one back, and the
-records applied since are applied again. What the applied records did (for
-metrics and the console) is kept as outcomes until their transaction commits,
-so nothing is reported that a crash or an abort takes back.
+open transaction (`uncommitted` of them); `/average/` shows the live state, as
+Kafka Streams' interactive queries show a store's uncommitted writes. A commit
+makes the live state the committed one; an abort puts the committed one back,
+and the records applied since are applied again. What the applied records did
+(for the metrics and the console) is kept as outcomes until their transaction
+commits, so no counter counts what a crash or an abort takes back.
 """
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..domain.partition_state import PartitionState
 
@@ -20,20 +20,32 @@ RETRIED = "retried"
 DEAD_LETTERED = "dead-lettered"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What applying one record did, reported once its transaction has committed."""
+class Outcome(NamedTuple):
+    """What applying one record did, reported once its transaction has committed (a tuple: one is made
+    for every order)."""
 
     kind: str
-    label: str
+    #: the record (its coordinates name it in the console)
+    msg: Any
+    #: the decoded order; None when it did not decode
+    order: dict[str, Any] | None
     attempt: int
-    #: the Kafka timestamp (seconds) of the record that got the order counted; None when it had none
-    timestamp_s: float | None = None
+    #: seconds from the record's Kafka timestamp to its application (counted orders); None without a timestamp
+    latency_s: float | None = None
     #: the x-dlq-reason (dead letters)
     reason: str | None = None
-    #: the error or the order, for the console line
+    #: the error, for the console line
     detail: str = ""
-    order: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return label(self.order, self.msg)
+
+
+def label(order: dict | None, msg: Any) -> str:
+    """How the console names a record: its orderId when it has one, and where it came from."""
+    order_id = order.get("orderId") if isinstance(order, dict) else None
+    return f"{order_id or '<no orderId>'} ({msg.topic}[{msg.partition}]@{msg.offset})"
 
 
 class Partition:
@@ -47,11 +59,15 @@ class Partition:
         self.outcomes: list[Outcome] = []
         #: monotonic time of the first change since the last commit; None when nothing is uncommitted
         self.changed_at: float | None = None
+        #: records applied since the last commit
+        self.uncommitted = 0
         #: let go (revoked, shut down) or taken over by another worker (our producer was fenced):
         #: apply nothing more to this object
         self.lost = False
 
     def changed(self, now: float) -> None:
+        """A record was applied."""
+        self.uncommitted += 1
         if self.changed_at is None:
             self.changed_at = now
 
@@ -60,10 +76,12 @@ class Partition:
         self.state = self.committed.copy()
         self.outcomes.clear()
         self.changed_at = None
+        self.uncommitted = 0
 
     def mark_committed(self) -> list[Outcome]:
         """The live state is committed; return the outcomes of the transaction."""
         self.committed = self.state.copy()
         outcomes, self.outcomes = self.outcomes, []
         self.changed_at = None
+        self.uncommitted = 0
         return outcomes

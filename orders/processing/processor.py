@@ -57,7 +57,7 @@ class Processor:
                  orders_topic: str, retry_topic: str, metrics: OrderMetrics, activity: ActivityLog,
                  summary: Callable[[], dict], request_rebalance: Callable[[], Awaitable[None]],
                  commit_interval_s: float, max_retries: int, retry_delay_s: float,
-                 monotonic: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
         self.handler = handler
         self.new_output = new_output
@@ -74,7 +74,6 @@ class Processor:
         self.max_retries = max_retries
         self.retry_delay_s = retry_delay_s
         self.monotonic = monotonic
-        self.wall_clock = wall_clock
         self.sleep = sleep
         self.partitions: dict[int, Partition] = {}
         #: assigned partitions whose producer or state could not be set up yet (retried before their records)
@@ -98,9 +97,11 @@ class Processor:
                 self._unready.update(new)
 
     async def _take_over(self, numbers: list[int]) -> None:
+        started = self.monotonic()
         outputs = {number: self.new_output(number) for number in numbers}
         try:
             await asyncio.gather(*(output.start() for output in outputs.values()))
+            fenced = self.monotonic()
             states = await self.load_states(numbers)
         except BaseException:
             for output in outputs.values():
@@ -109,8 +110,8 @@ class Processor:
         for number in numbers:
             self.partitions[number] = Partition(number, states.get(number) or PartitionState(), outputs[number])
             self._unready.discard(number)
-        log.info("took over partitions %s: their producers fenced any earlier owner; committed states read",
-                 numbers)
+        log.info("took over partitions %s in %.2f s: their producers fenced any earlier owner (%.2f s), then "
+                 "their committed states were read", numbers, self.monotonic() - started, fenced - started)
 
     async def _ready(self, number: int) -> Partition | None:
         """The partition, set up if it was not; None when this worker does not own it (or lost it)."""
@@ -158,15 +159,18 @@ class Processor:
                     offsets[(topic, number)] = expected
         return offsets
 
-    def committed_states(self) -> dict[int, PartitionState]:
-        """The committed state of every partition this worker owns and has set up: what the changelog, the
-        retry topic and the DLQ agree on (records applied in the open transaction are not in it yet)."""
-        return {number: part.committed for number, part in self.partitions.items() if not part.lost}
+    def live_states(self) -> dict[int, tuple[PartitionState, int]]:
+        """Partition -> (its live state, the records applied since its last commit), for every partition this
+        worker owns and has set up."""
+        return {number: (part.state, part.uncommitted) for number, part in self.partitions.items()
+                if not part.lost}
 
     # -- records ----------------------------------------------------------------
 
     async def process(self, messages: Sequence[Any], *, is_retry: bool) -> None:
-        """Apply the records of one batch, in order per partition; commit partitions whose turn it is."""
+        """Apply the records of one batch, in order per partition; then commit the partitions whose
+        transaction has been open long enough."""
+        touched = []
         for number, group in group_by_partition(messages).items():
             part = await self._ready(number)
             if part is None:
@@ -182,10 +186,16 @@ class Processor:
                         await self._apply(part, msg, is_retry=True)
             else:
                 async with part.lock:
+                    apply_next = self.handler.apply_next
                     for msg in group:
-                        await self._apply(part, msg, is_retry=False)
-            if self._commit_due(part):
-                await self.commit(part)
+                        if part.lost:
+                            break
+                        if apply_next(part, msg):
+                            part.changed(self.monotonic())
+                        else:
+                            await self._apply(part, msg, is_retry=False)
+            touched.append(part)
+        await asyncio.gather(*(self.commit(part) for part in touched if self._commit_due(part)))
 
     async def _apply(self, part: Partition, msg: Any, *, is_retry: bool) -> None:
         if not part.lost and await self.handler.apply(part, msg, is_retry=is_retry):
@@ -195,10 +205,10 @@ class Processor:
         return part.changed_at is not None and self.monotonic() - part.changed_at >= self.commit_interval_s
 
     async def commit_due(self) -> None:
-        """Commit every partition whose transaction has been open long enough (the commit timer)."""
-        for part in list(self.partitions.values()):
-            if self._commit_due(part) and not part.lock.locked():
-                await self.commit(part)
+        """Commit every partition whose transaction has been open long enough (the commit task), all at once:
+        each partition has a producer of its own."""
+        due = [part for part in self.partitions.values() if self._commit_due(part) and not part.lock.locked()]
+        await asyncio.gather(*(self.commit(part) for part in due))
 
     # -- committing -------------------------------------------------------------
 
@@ -276,13 +286,13 @@ class Processor:
     # -- reporting --------------------------------------------------------------
 
     def _report(self, outcomes: list[Outcome]) -> None:
-        """Metrics and console lines for a committed transaction. An order's latency runs from its record's
-        timestamp to this commit, when it shows in the aggregate (one ahead of this clock counts as 0)."""
+        """Metrics and console lines for a committed transaction."""
         summary = None
-        now = self.wall_clock()
+        processed = 0
         for outcome in outcomes:
             if outcome.kind == PROCESSED:
-                self.metrics.processed(None if outcome.timestamp_s is None else max(0.0, now - outcome.timestamp_s))
+                processed += 1
+                self.metrics.observe_latency(outcome.latency_s)
                 if self.activity.record(PROCESSED):
                     summary = summary or self.summary()
                     order = outcome.order or {}
@@ -300,3 +310,4 @@ class Processor:
                 if self.activity.record(DEAD_LETTERED):
                     log.error("dead-letter %s after %d attempt(s): %s (%s)", outcome.label, outcome.attempt,
                               outcome.reason, outcome.detail)
+        self.metrics.processed(processed)

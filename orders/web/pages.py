@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..app import app, owned_partition_states, settings, stats_table
 from ..domain.partition_state import summarize
-from .peers import gather_partition_states
+from .peers import UNCOMMITTED, gather_partition_states
 
 LIVE_HTML = (Path(__file__).resolve().parent / "live.html").read_text(encoding="utf-8")
 
@@ -24,12 +24,18 @@ async def live_page(web, request):
 @app.page("/partition-stats/")
 async def partition_stats(web, request):
     """This worker's share of the aggregate, by partition; /average/ on any worker gathers them."""
-    return web.json({str(p): state.to_value() for p, state in owned_partition_states().items()})
+    return web.json({str(p): {**state.to_value(), UNCOMMITTED: uncommitted}
+                     for p, (state, uncommitted) in owned_partition_states().items()})
 
 
 @app.page("/average/")
 async def average(web, request):
-    """The global aggregate: this worker's partitions plus every other owner's, fetched over HTTP."""
-    states, unreachable = await gather_partition_states(
+    """The global aggregate: this worker's partitions plus every other owner's, fetched over HTTP.
+
+    `uncommitted` counts the records applied to these figures whose transaction has not committed yet (it
+    commits within COMMIT_INTERVAL_SECONDS; until then a crash takes them back, to be applied again)."""
+    reports, unreachable = await gather_partition_states(
         app, stats_table.name, owned_partition_states(), timeout_s=settings.peer_timeout_seconds)
-    return web.json({**summarize(states.values()), "partitions": len(states), "unreachable_workers": unreachable})
+    return web.json({**summarize(state for state, _n in reports.values()),
+                     UNCOMMITTED: sum(n for _state, n in reports.values()), "partitions": len(reports),
+                     "unreachable_workers": unreachable})

@@ -17,17 +17,23 @@ from ..domain.partition_state import PartitionState
 log = logging.getLogger(__name__)
 
 
-async def _fetch(session: aiohttp.ClientSession, url: str, timeout_s: float) -> dict[int, PartitionState]:
+#: Next to each partition's state in /partition-stats/: the records applied since its last commit.
+UNCOMMITTED = "uncommitted"
+Report = tuple[PartitionState, int]  # a partition's live state, and its records applied since the last commit
+
+
+async def _fetch(session: aiohttp.ClientSession, url: str, timeout_s: float) -> dict[int, Report]:
     async with session.get(f"{url.rstrip('/')}/partition-stats/",
                            timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
         resp.raise_for_status()
         body = await resp.json()
-    return {int(partition): PartitionState.from_value(value) for partition, value in body.items()}
+    return {int(partition): (PartitionState.from_value(value), int(value.get(UNCOMMITTED, 0)))
+            for partition, value in body.items()}
 
 
-async def gather_partition_states(app: faust.App, table_name: str, own: dict[int, PartitionState],
-                                  timeout_s: float) -> tuple[dict[int, PartitionState], list[str]]:
-    """All partitions' states, and the URLs of owners that did not answer."""
+async def gather_partition_states(app: faust.App, table_name: str, own: dict[int, Report],
+                                  timeout_s: float) -> tuple[dict[int, Report], list[str]]:
+    """All partitions' reports, and the URLs of owners that did not answer."""
     me = str(app.conf.canonical_url).rstrip("/")
     peers = [str(url) for url in app.router.table_metadata(table_name) if str(url).rstrip("/") != me]
     results = await asyncio.gather(*(_fetch(app.http_client, url, timeout_s) for url in peers),

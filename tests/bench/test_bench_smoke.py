@@ -1,6 +1,6 @@
 """Every bench command runs end to end on tiny sizes, prints its result line last and leaves nothing behind.
 
-The five commands run at the same time (each on its own topics), to keep this
+The six commands run at the same time (each on its own topics), to keep this
 under a minute and a half on two cores; the figures themselves mean nothing here.
 """
 import os
@@ -16,14 +16,18 @@ from tests.stack import BOOTSTRAP, REGISTRY_URL, ROOT
 pytestmark = pytest.mark.integration
 
 COMMANDS = {
-    "throughput": (["--orders", "3000", "--profile", "{tmp}/profile.txt"],
+    "throughput": (["--orders", "30000", "--profile", "{tmp}/profile.txt"],
                    r"throughput: worker [\d,]+ orders/s, ceiling [\d,]+ orders/s, worker at [\d.]+% of the ceiling"),
-    "memory": (["--orders", "3000"], r"memory: worker peak RSS [\d,]+ MiB after 3,000 orders"),
-    "write-amplification": (["--orders", "3000"],
-                            r"write-amplification: [\d.]+ changelog records per 1,000 orders \([\d,]+ for 3,000"),
+    "memory": (["--orders", "30000"], r"memory: worker peak RSS [\d,]+ MiB after 30,000 orders"),
+    "write-amplification": (["--orders", "30000"],
+                            r"write-amplification: [\d.]+ changelog records per 1,000 orders \([\d,]+ for 30,000"),
     "latency": (["--rate", "200", "--seconds", "5", "--warmup", "1"],
                 r"latency at 200 orders/s \(achieved [\d,]+/s\): p50 [\d.,]+ m?s, p95 [\d.,]+ m?s, p99 [\d.,]+ m?s "
                 r"over [\d,]+ orders; kept up: (yes|no)"),
+    "compare": (["--orders", "20000", "--rates", "300", "--seconds", "3", "--warmup", "1"],
+                r"compare: fast path [\d,]+ orders/s \([\d.]+ of the ceiling, [\d.]+x the seed's design\), stock path "
+                r"[\d,]+/s, seed's design [\d,]+/s, ceiling [\d,]+/s \(20,000 orders, 6 partitions\) \| latency at 300 "
+                r"orders/s"),
     "recovery": (["--orders", "3000", "--stores", "memory"],
                  r"recovery: memory:// 3,000 orders: [\d.]+ s \(web up at [\d.]+ s\), changelog [\d,]+ records"),
 }

@@ -143,9 +143,15 @@ def micros(orders: list[dict]) -> int:
     return sum(int(order["price"] * 1_000_000) for order in orders)
 
 
+def settled(predicate: Callable[[dict], bool]) -> Callable[[dict], bool]:
+    """`predicate`, once every record applied is committed too: the output topics then hold what
+    /average/ says (it also shows records applied in transactions still open)."""
+    return lambda s: predicate(s) and s["uncommitted"] == 0
+
+
 def drained(total: int) -> Callable[[dict], bool]:
-    """True once every order is either counted or dead-lettered, and no retry is in flight."""
-    return lambda s: s["orders"] + s["dead_letters"] >= total and s["in_retry"] == 0
+    """True once every order is either counted or dead-lettered, no retry is in flight, all committed."""
+    return settled(lambda s: s["orders"] + s["dead_letters"] >= total and s["in_retry"] == 0)
 
 
 def assert_exact(orders: list[dict], summary: dict, dead_letters: list[kafka_io.Record]) -> None:

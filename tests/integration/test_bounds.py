@@ -15,6 +15,7 @@ from .conftest import (
     produce,
     produce_orders,
     read_all,
+    settled,
     wait_for_topics,
 )
 
@@ -31,7 +32,7 @@ def test_a_record_near_the_size_limit_is_dead_lettered_cut_to_fit_and_the_partit
     after = orders_with_prices("after", 10)
     produce_orders(order_codec, names.orders, after)
 
-    summary = worker.wait_for(lambda s: s["orders"] >= 10 and s["dead_letters"] >= 1, 60,
+    summary = worker.wait_for(settled(lambda s: s["orders"] >= 10 and s["dead_letters"] >= 1), 60,
                               "the orders after it counted")
     assert (summary["orders"], summary["dead_letters"], summary["total_price_micros"]) == (10, 1, micros(after))
     (dead,) = read_all(names.dlq)

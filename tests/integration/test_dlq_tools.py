@@ -26,6 +26,7 @@ from .conftest import (
     produce_orders,
     read_all,
     record_count,
+    settled,
     wait_for_topics,
 )
 
@@ -54,7 +55,8 @@ def dead_letter_three_ways(names, start_worker, order_codec, always_failing: lis
     produce_orders(order_codec, names.orders, GOOD + failing + [NEGATIVE])
     produce(names.orders, [JUNK])
     dead = len(failing) + 2
-    worker.wait_for(lambda s: s["orders"] == len(GOOD) and s["dead_letters"] == dead and s["in_retry"] == 0, 90,
+    worker.wait_for(settled(lambda s: s["orders"] == len(GOOD) and s["dead_letters"] == dead and s["in_retry"] == 0),
+                    90,
                     "good orders counted, the rest dead-lettered")
     return worker
 
@@ -66,7 +68,8 @@ def restart_without_failures(first, start_worker):
     first.stop()
     worker = start_worker("fixed-worker")
     same = ("orders", "dead_letters", "total_price_micros")
-    worker.wait_for(lambda s: [s[k] for k in same] == [final[k] for k in same], 60, "the aggregate recovered")
+    worker.wait_for(settled(lambda s: [s[k] for k in same] == [final[k] for k in same]), 60,
+                    "the aggregate recovered")
     return worker, final
 
 
@@ -178,7 +181,7 @@ def test_replay_by_reason_replays_two_dlq_copies_of_one_order_once_and_undecodab
 
     replay(names, "--reason", "undecodable", "--force",
            summary="replayed 1, skipped already-replayed 0, not matching 4")
-    summary = worker.wait_for(lambda s: s["dead_letters"] == before["dead_letters"] + 1, 60,
+    summary = worker.wait_for(settled(lambda s: s["dead_letters"] == before["dead_letters"] + 1), 60,
                               "the replayed garbage dead-lettered again")
     assert summary["orders"] == before["orders"] + 2
     junk_rows = listed(names, "--reason", "undecodable")

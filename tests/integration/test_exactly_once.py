@@ -12,7 +12,16 @@ import time
 
 from tests.stack import USES_LOCAL_STACK, stack_command
 
-from .conftest import assert_exact, drained, orders_with_prices, produce_orders, read_all, wait_for_topics, wait_until
+from .conftest import (
+    assert_exact,
+    drained,
+    orders_with_prices,
+    produce_orders,
+    read_all,
+    settled,
+    wait_for_topics,
+    wait_until,
+)
 
 SEED = 20261127
 FLAKY = dict(PARTITIONS=6, FAILURE_RATE=0.1, RETRY_DELAY_SECONDS=0.2, MAX_RETRIES=3)
@@ -130,7 +139,8 @@ def test_registry_outage_holds_unknown_schema_ids_and_loses_nothing(names, start
     finally:
         stack("start-registry")
 
-    summary = worker.wait_for(lambda s: s["orders"] >= 25, 120, "held orders counted once the registry is back")
+    summary = worker.wait_for(settled(lambda s: s["orders"] >= 25), 120,
+                              "held orders counted once the registry is back")
     assert (summary["orders"], summary["dead_letters"]) == (25, 0)
     all_orders = first + cached + [{k: v for k, v in o.items() if k != "quantity"} for o in later]
     assert_exact(all_orders, summary, read_all(names.dlq))

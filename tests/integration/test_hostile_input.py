@@ -6,7 +6,16 @@ from avro_codec import AvroCodecError, AvroRecordCodec, load_schema
 from avro_codec.wire import frame
 from orders.domain import headers as h
 
-from .conftest import ROOT, orders_with_prices, produce, produce_orders, read_all, record_count, wait_for_topics
+from .conftest import (
+    ROOT,
+    orders_with_prices,
+    produce,
+    produce_orders,
+    read_all,
+    record_count,
+    settled,
+    wait_for_topics,
+)
 
 ORDER = {"orderId": "h-1", "product": "Laptop", "price": 10.5}
 
@@ -35,7 +44,7 @@ def test_poison_pills_on_both_topics_are_dead_lettered_once_and_the_partition_ke
     produce_orders(order_codec, names.orders, later)
 
     expected_dead = len(poison) + 2
-    summary = worker.wait_for(lambda s: s["dead_letters"] >= expected_dead and s["orders"] >= len(later), 60,
+    summary = worker.wait_for(settled(lambda s: s["dead_letters"] >= expected_dead and s["orders"] >= len(later)), 60,
                               "poison dead-lettered and later orders counted")
     assert (summary["orders"], summary["dead_letters"], summary["retries"]) == (len(later), expected_dead, 0)
 
@@ -66,7 +75,7 @@ def test_invalid_orders_are_dead_lettered_at_once_without_retries(names, start_w
     }
     encoded = {key: order_codec.encode(order) for key, order in invalid.items()}
     produce(names.orders, list(encoded.items()))
-    summary = worker.wait_for(lambda s: s["dead_letters"] >= len(invalid), 60, "invalid orders dead-lettered")
+    summary = worker.wait_for(settled(lambda s: s["dead_letters"] >= len(invalid)), 60, "invalid orders dead-lettered")
     assert (summary["orders"], summary["dead_letters"], summary["retries"]) == (0, len(invalid), 0)
     dead = {r.key: r for r in read_all(names.dlq)}
     assert set(dead) == set(invalid)
@@ -88,7 +97,7 @@ def test_version_1_and_version_2_producers_share_the_topic(names, start_worker, 
     produce_orders(v2, names.orders, v2_orders)
     assert v2.schema_id != order_codec.schema_id
 
-    summary = worker.wait_for(lambda s: s["orders"] >= 10, 60, "both versions counted")
+    summary = worker.wait_for(settled(lambda s: s["orders"] >= 10), 60, "both versions counted")
     assert summary["orders"] == 10
     log = worker.log_path.read_text()
     assert "processed one-0 product-0 0.50 USD x1" in log, "version-1 record read with v2 defaults"

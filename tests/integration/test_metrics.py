@@ -1,10 +1,11 @@
 """GET /metrics on a real worker agrees with /average/ and with what was produced."""
+import time
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import drained, orders_with_prices, produce, produce_orders, read_all, wait_for_topics
+from .conftest import drained, orders_with_prices, produce, produce_orders, read_all, settled, wait_for_topics
 
 
 def scrape(worker) -> dict:
@@ -80,7 +81,8 @@ def test_a_retry_copy_held_for_its_delay_shows_as_lag_and_faust_metrics_can_be_s
     wait_for_topics(names.orders, names.retry)
     produce_orders(order_codec, names.orders, orders_with_prices("w", 4))
 
-    worker.wait_for(lambda s: s["orders"] == 3 and s["retries"] == 1, 60, "w-0 sent to retry, the rest counted")
+    worker.wait_for(settled(lambda s: s["orders"] == 3 and s["retries"] == 1), 60,
+                    "w-0 sent to retry, the rest counted")
     (w0,) = [record for record in read_all(names.orders) if record.key == b"w-0"]
     families = scrape(worker)
 
@@ -90,4 +92,5 @@ def test_a_retry_copy_held_for_its_delay_shows_as_lag_and_faust_metrics_can_be_s
     assert len(lag) == 6
     assert not [name for name in families if name.startswith("faust_")]
     assert value(families, "orders_processed_total") == 3
-    worker.kill()  # a clean stop would wait out the retry delay the copy is held for
+    started = time.monotonic()
+    assert worker.stop() == 0 and time.monotonic() - started < 15, "a copy held for its delay does not hold SIGTERM"

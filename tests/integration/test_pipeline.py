@@ -16,6 +16,7 @@ from .conftest import (
     produce_orders,
     read_all,
     record_count,
+    settled,
     wait_for_topics,
 )
 
@@ -26,7 +27,7 @@ def test_orders_are_counted_exactly_with_no_retry_or_dlq_traffic(names, start_wo
     orders = orders_with_prices("n", 60)
     produce_orders(order_codec, names.orders, orders)
 
-    summary = worker.wait_for(lambda s: s["orders"] >= len(orders), 60, "all orders counted")
+    summary = worker.wait_for(settled(lambda s: s["orders"] >= len(orders)), 60, "all orders counted")
     assert summary["orders"] == len(orders)
     assert summary["total_price_micros"] == micros(orders)
     assert summary["average"] == round(micros(orders) / len(orders) / 1e6, 6)
@@ -42,7 +43,7 @@ def test_temporarily_failing_orders_are_counted_once_after_spaced_retries(names,
     orders = orders_with_prices("t", 10)
     produce_orders(order_codec, names.orders, orders)
 
-    summary = worker.wait_for(lambda s: s["orders"] >= len(orders) and s["in_retry"] == 0, 60,
+    summary = worker.wait_for(settled(lambda s: s["orders"] >= len(orders) and s["in_retry"] == 0), 60,
                               "all orders counted")
     assert summary["orders"] == len(orders)
     assert summary["total_price_micros"] == micros(orders)
@@ -69,7 +70,7 @@ def test_permanently_failing_order_is_dead_lettered_after_max_retries_while_othe
     others = [order for order in orders if order["orderId"] != "p-3"]
     early = worker.wait_for(lambda s: s["orders"] >= len(others), 30, "the other orders counted")
     assert early["dead_letters"] == 0, "the others were counted while p-3 was still retrying"
-    summary = worker.wait_for(lambda s: s["dead_letters"] == 1, 30, "p-3 dead-lettered")
+    summary = worker.wait_for(settled(lambda s: s["dead_letters"] == 1), 30, "p-3 dead-lettered")
     assert summary["orders"] == len(others)
     assert summary["total_price_micros"] == micros(others)
 
@@ -99,7 +100,8 @@ def test_orders_that_can_never_succeed_go_to_the_dlq_at_once(names, start_worker
     good = orders_with_prices("g", 5)
     produce_orders(order_codec, names.orders, good)
 
-    summary = worker.wait_for(lambda s: s["dead_letters"] >= 3 and s["orders"] >= 5, 60, "bad orders dead-lettered")
+    summary = worker.wait_for(settled(lambda s: s["dead_letters"] >= 3 and s["orders"] >= 5), 60,
+                              "bad orders dead-lettered")
     assert (summary["orders"], summary["dead_letters"], summary["retries"]) == (5, 3, 0)
     dead = {r.key: r for r in read_all(names.dlq)}
     assert dead[b"bad-1"].value == bad_price
@@ -117,14 +119,14 @@ def test_aggregate_survives_a_clean_restart_and_resumes_where_it_left_off(names,
     wait_for_topics(names.orders)
     before = orders_with_prices("r", 30)
     produce_orders(order_codec, names.orders, before)
-    worker.wait_for(lambda s: s["orders"] >= len(before), 60, "first batch counted")
+    worker.wait_for(settled(lambda s: s["orders"] >= len(before)), 60, "first batch counted")
     assert worker.stop() == 0, "SIGTERM should end the worker cleanly"
 
     while_down = orders_with_prices("d", 10)
     produce_orders(order_codec, names.orders, while_down)
     restarted = start_worker("second")
     expected = before + while_down
-    summary = restarted.wait_for(lambda s: s["orders"] >= len(expected), 60, "state recovered and resumed")
+    summary = restarted.wait_for(settled(lambda s: s["orders"] >= len(expected)), 60, "state recovered and resumed")
     assert summary["orders"] == len(expected)
     assert summary["total_price_micros"] == micros(expected)
     # Resumed where it left off: no order is processed twice (a replayed record is recognised and skipped).

@@ -100,7 +100,7 @@ def test_a_valid_order_is_counted_and_its_offset_applied():
     assert (rig.state.orders, rig.state.total_micros, rig.state.applied) == (1, 12_500_000, {ORDERS: 0})
     assert rig.output.sent == []
     (outcome,) = rig.part.outcomes
-    assert (outcome.kind, outcome.timestamp_s, outcome.order["orderId"]) == (PROCESSED, NOW_S - 0.25, "o-1")
+    assert (outcome.kind, outcome.latency_s, outcome.order["orderId"]) == (PROCESSED, 0.25, "o-1")
 
 
 def test_a_record_at_or_below_the_applied_offset_is_a_replay_and_changes_nothing():
@@ -267,12 +267,12 @@ def test_a_record_on_the_retry_topic_without_retry_headers_is_dead_lettered():
     assert rig.state.applied == {RETRY: 0}
 
 
-def test_a_record_without_a_timestamp_is_counted_without_one():
+def test_a_record_without_a_timestamp_is_counted_without_a_latency_and_one_from_the_future_as_zero():
     rig = Rig()
-    no_time = rig.order("o-1", 0)
-    no_time.timestamp = -0.001  # Kafka's -1 ms, in seconds
-    rig.apply(no_time)
-    assert [outcome.timestamp_s for outcome in rig.part.outcomes] == [None]
+    no_time, future = rig.order("o-1", 0), rig.order("o-2", 1)
+    no_time.timestamp, future.timestamp = -0.001, NOW_S + 3  # Kafka's -1 ms, in seconds; a clock ahead
+    rig.apply(no_time, future)
+    assert [outcome.latency_s for outcome in rig.part.outcomes] == [None, 0.0]
 
 
 def test_the_handler_module_imports_on_its_own_without_the_app():
@@ -282,3 +282,26 @@ def test_the_handler_module_imports_on_its_own_without_the_app():
                            "assert 'orders.app' not in sys.modules"], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
+
+
+def test_the_hot_path_applies_the_next_offset_without_awaiting_and_leaves_the_rest_to_apply():
+    rig = Rig(failures={"o-3": 1})
+    rig.apply(rig.order("o-0", 0))
+    assert rig.handler.apply_next(rig.part, rig.order("o-1", 1)) is True
+    assert rig.handler.apply_next(rig.part, message(ORDERS, 0, 2, b"junk", b"junk")) is True
+    assert rig.handler.apply_next(rig.part, rig.order("o-3", 3)) is True
+    assert rig.handler.apply_next(rig.part, rig.order("o-5", 5)) is False, "a gap: the records between are read"
+    assert rig.handler.apply_next(rig.part, rig.order("o-1", 1)) is False, "a replay"
+    state = rig.state
+    assert (state.orders, state.dead_letters, state.retries, state.applied[ORDERS]) == (2, 1, 1, 3)
+    assert [o.kind for o in rig.part.outcomes] == [PROCESSED, PROCESSED, DEAD_LETTERED, RETRIED]
+
+
+def test_the_hot_path_leaves_a_record_whose_schema_is_not_cached_to_apply():
+    rig = Rig()
+    rig.apply(rig.order("o-0", 0))
+    other = AvroRecordCodec(InMemorySchemaCache(), SCHEMA, subject="x")
+    other.registry.schemas[7] = None  # a schema id this worker has not seen
+    unseen = message(ORDERS, 0, 1, b"o-1", b"\x00\x00\x00\x00\x07" + rig.order("o-1", 1).value[5:])
+    assert rig.handler.apply_next(rig.part, unseen) is False
+    assert rig.state.applied[ORDERS] == 0

@@ -28,8 +28,9 @@ def bucket(samples, le: str) -> float:
 
 
 def test_a_processed_order_is_counted_and_its_latency_observed(registry, metrics):
-    metrics.processed(0.2)
-    metrics.processed(7.0)
+    metrics.processed(2)
+    metrics.observe_latency(0.2)
+    metrics.observe_latency(7.0)
 
     samples = scrape(registry)
     assert samples[("orders_processed_total", ())] == 2
@@ -42,9 +43,8 @@ def test_a_processed_order_is_counted_and_its_latency_observed(registry, metrics
 
 
 def test_latency_buckets_span_a_millisecond_to_a_minute(registry, metrics):
-    metrics.processed(0.0005)
-    metrics.processed(45.0)
-    metrics.processed(90.0)
+    for latency in (0.0005, 45.0, 90.0):
+        metrics.observe_latency(latency)
 
     samples = scrape(registry)
     assert bucket(samples, "0.001") == 1
@@ -54,7 +54,8 @@ def test_latency_buckets_span_a_millisecond_to_a_minute(registry, metrics):
 
 
 def test_an_order_without_a_latency_is_counted_but_not_observed(registry, metrics):
-    metrics.processed(None)
+    metrics.processed()
+    metrics.observe_latency(None)
 
     samples = scrape(registry)
     assert samples[("orders_processed_total", ())] == 1

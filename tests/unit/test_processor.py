@@ -126,7 +126,7 @@ def test_taking_over_a_partition_starts_its_producer_before_reading_its_committe
     setup.run(setup.processor.on_assigned({0, 1}))
     assert setup.outputs[0].started and setup.outputs[1].started
     assert setup.processor.resume_offsets() == {(ORDERS, 1): 10}
-    assert setup.processor.committed_states()[1].orders == 5
+    assert setup.processor.live_states()[1] == (PartitionState(orders=5, applied={ORDERS: 9}), 0)
 
 
 def test_state_and_outputs_become_visible_together_at_the_commit():
@@ -134,8 +134,8 @@ def test_state_and_outputs_become_visible_together_at_the_commit():
     setup.run(setup.processor.on_assigned({0}))
     setup.run(setup.processor.process([setup.order("o-1", 0), setup.order("o-2", 1)], is_retry=False))
     output = setup.outputs[0]
-    assert output.visible == [] and setup.processor.partitions[0].state.orders == 1
-    assert setup.processor.committed_states()[0].orders == 0, "the aggregate shows what is committed"
+    assert output.visible == [] and setup.processor.live_states()[0][0].orders == 1
+    assert setup.processor.live_states()[0][1] == 2, "two records applied in the open transaction"
     assert setup.counter("orders_processed_total") == 0, "nothing is reported before it is committed"
 
     setup.clock.now += 0.2
@@ -145,7 +145,7 @@ def test_state_and_outputs_become_visible_together_at_the_commit():
     assert (state["orders"], state["retry_seq_sent"], state["applied"]) == (1, 1, {ORDERS: 1})
     assert setup.stored[0] == (state, 2)
     assert (setup.counter("orders_processed_total"), setup.counter("orders_retried_total")) == (1, 1)
-    assert setup.processor.committed_states()[0].orders == 1
+    assert setup.processor.live_states()[0][1] == 0 and setup.processor.partitions[0].committed.orders == 1
 
 
 def test_a_busy_partition_commits_after_the_batch_that_reaches_the_interval():
@@ -188,7 +188,7 @@ def test_a_fenced_producer_loses_the_partition_and_asks_the_group_to_rebalance()
     setup.run(setup.processor.on_assigned({0}))
     setup.process([setup.order("o-1", 0)])
     assert output.visible == [] and setup.rebalances == 1
-    assert 0 not in setup.processor.committed_states()
+    assert 0 not in setup.processor.live_states()
     setup.process([setup.order("o-2", 1)])
     assert output.visible == [] and setup.rig.part.state.orders == 0
 
@@ -197,7 +197,7 @@ def test_a_partition_that_cannot_be_taken_over_yet_is_set_up_before_its_first_re
     output = TxnOutput(start_fails=2)
     setup = Setup(outputs={0: output})
     setup.run(setup.processor.on_assigned({0}))
-    assert setup.processor.committed_states() == {}
+    assert setup.processor.live_states() == {}
     output.start_fails = 1
     setup.process([setup.order("o-1", 0)])
     assert output.started and changelog_states(output)[-1]["orders"] == 1
@@ -217,7 +217,7 @@ def test_records_of_a_partition_not_owned_here_are_left_alone():
     setup = Setup()
     setup.run(setup.processor.on_assigned({0}))
     setup.process([setup.order("o-1", 0, partition=3)])
-    assert 3 not in setup.processor.committed_states() and 3 not in setup.outputs
+    assert 3 not in setup.processor.live_states() and 3 not in setup.outputs
 
 
 def test_the_retry_agent_waits_for_a_copy_without_holding_the_partition():
