@@ -6,7 +6,7 @@ objects; the modules imported below register on it:
 - agents: `process_orders` (on `orders`), `retry_orders` (on `orders-retry`);
 - tasks and timers: `commit_partitions` (open transactions), `log_activity` (summary
   lines), `watch_partitions` (the stall watchdog);
-- pages: `/`, `/average/`, `/partition-stats/` (orders.web.pages), `/metrics`;
+- pages: `/`, `/average/`, `/partition-stats/` (orders.web.pages), `/dead-letters/`, `/metrics`;
 - commands: `produce-orders`, `dlq list`, `dlq replay`.
 
 They import `orders.app`; it imports none of them.
@@ -19,6 +19,7 @@ import agents.watch_partitions
 import orders.cli.dlq.commands
 import orders.cli.produce_orders
 import orders.ops.metrics_page
+import orders.web.dead_letters
 import orders.web.pages
 from orders.app import app
 

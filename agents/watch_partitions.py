@@ -2,7 +2,7 @@
 import asyncio
 
 from orders import kafka_io
-from orders.app import SOURCE_TOPICS, app, applied_offset, kafka_config, settings
+from orders.app import SOURCE_TOPICS, app, applied_offset, kafka_config, settings, watermarks
 from orders.ops import watchdog
 
 _progress = watchdog.SourceProgress()
@@ -17,4 +17,5 @@ async def _records_between(tp, start: int, end: int) -> int:
 
 @app.timer(watchdog.CHECK_INTERVAL_S)
 async def watch_partitions() -> None:
-    await watchdog.check_for_stalls(app, _source_names, applied_offset, _progress, _stall_s, _records_between)
+    await watchdog.check_for_stalls(app, _source_names, applied_offset, _progress, _stall_s, _records_between,
+                                     watermarks)

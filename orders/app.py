@@ -59,7 +59,8 @@ class OrdersApp(TransactionalStateApp):
         await super().on_start()
         # Runs before the consumer starts, so the first assignment covers every partition.
         try:
-            await asyncio.to_thread(prepare_topics_and_registry, settings, registry)
+            await asyncio.to_thread(prepare_topics_and_registry, settings, registry,
+                                    {CHANGELOG_TOPIC: CHANGELOG_CONFIG})
             handler.dead_letter_bytes = await asyncio.to_thread(output_record_limit, settings)
         except STARTUP_ERRORS as exc:
             log.error("orders-app cannot start: %s", exc)
@@ -113,6 +114,9 @@ stats_table = app.tables.add(PartitionStateTable(
     # changelog, and so a memory:// worker's recovery at start, short however long it ran.
     extra_topic_configs={"segment.ms": 60_000, "min.cleanable.dirty.ratio": 0.1}))
 CHANGELOG_TOPIC = stats_table.changelog_topic_name
+#: The changelog's topic config as Faust would declare it; the start-up check creates it with this.
+CHANGELOG_CONFIG = {"cleanup.policy": "compact",
+                    **{key: str(value) for key, value in (stats_table.changelog_topic.config or {}).items()}}
 
 #: One registry for /metrics: the app's metrics, Faust's and the process's.
 metrics_registry = CollectorRegistry()
@@ -141,6 +145,12 @@ def applied_offset(tp: TP) -> int:
 async def _earliest_offset(topic: str, partition: int) -> int:
     # Not through Faust's consumer: its requests queue behind the consumer's long-polling fetch (up to 1.5 s).
     return await asyncio.to_thread(kafka_io.first_offset, kafka_config, topic, partition)
+
+
+async def watermarks(tps: list[TP]) -> dict[TP, tuple[int, int]]:
+    """Each partition's (earliest, highwater) offsets, asked of the broker directly (see orders/ops/lag.py)."""
+    marks = await asyncio.to_thread(kafka_io.watermarks, kafka_config, [(tp.topic, tp.partition) for tp in tps])
+    return {TP(topic, partition): mark for (topic, partition), mark in marks.items()}
 
 
 async def _read_range(topic: str, partition: int, start: int, end: int) -> list[kafka_io.Record]:

@@ -48,6 +48,10 @@ class TopicSetupError(RuntimeError):
     """The topics cannot be made to fit the settings."""
 
 
+class TlsFailure(TopicSetupError):
+    """The broker's certificate did not verify (or the TLS handshake failed otherwise): retrying cannot help."""
+
+
 @dataclass(frozen=True)
 class Record:
     """One Kafka record as read from a topic, independent of the client library."""
@@ -89,13 +93,20 @@ def _watermarks(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
     return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in found.partitions}
 
 
-def first_offset(config: Mapping[str, Any], topic: str, partition: int) -> int:
-    """The oldest offset still in a partition (its low watermark)."""
+def watermarks(config: Mapping[str, Any], partitions: Iterable[tuple[str, int]]
+               ) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (oldest offset still in the log, offset the next record will get)."""
     consumer = _consumer(config)
     try:
-        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[0]
+        return {(topic, partition): consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                for topic, partition in partitions}
     finally:
         consumer.close()
+
+
+def first_offset(config: Mapping[str, Any], topic: str, partition: int) -> int:
+    """The oldest offset still in a partition (its low watermark)."""
+    return watermarks(config, [(topic, partition)])[topic, partition][0]
 
 
 def end_offsets(config: Mapping[str, Any], topic: str) -> dict[int, int]:
@@ -168,34 +179,49 @@ def read_range(config: Mapping[str, Any], topic: str, partition: int, start: int
         consumer.close()
 
 
-def last_records(config: Mapping[str, Any], topic: str, partitions: Iterable[int], window: int = 32,
-                 idle_timeout_s: float = 30.0) -> dict[int, Record | None]:
-    """The last committed record of each partition (None for a partition without one).
+def tail(config: Mapping[str, Any], topic: str, count: int, partitions: Iterable[int] | None = None,
+         window: int = 32, idle_timeout_s: float = 30.0) -> dict[int, list[Record]]:
+    """The last `count` committed records of each partition (default: all of the topic's), in offset order.
 
     The log may end in transaction markers and aborted records, which hold
     offsets but no committed record, so this reads the tail backwards in
-    growing windows until a committed record turns up or the start is reached.
+    growing windows until `count` committed records turn up or the start is
+    reached. TopicMissing when `partitions` is not given and the topic does
+    not exist.
     """
     consumer = _consumer(config)
     try:
-        found: dict[int, Record | None] = {}
-        search: dict[int, tuple[int, int, int]] = {}  # partition -> (low, end of the window, window size)
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            search[partition] = (low, high, window)
+        if partitions is None:
+            marks = _watermarks(consumer, topic)
+        else:
+            marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+        found: dict[int, list[Record]] = {}
+        search: dict[int, tuple[int, int, int]] = {}  # partition -> (low, end of the unread tail, window size)
+        for partition, (low, high) in marks.items():
+            found[partition] = []
+            search[partition] = (low, high, max(window, count))
         while search:
             ranges = {p: (max(low, end - size), end) for p, (low, end, size) in search.items()}
-            last = {record.partition: record for record in _read(consumer, topic, ranges, idle_timeout_s)}
+            read: dict[int, list[Record]] = {}
+            for record in _read(consumer, topic, ranges, idle_timeout_s):
+                read.setdefault(record.partition, []).append(record)
             for partition, (low, _end, size) in list(search.items()):
                 start = ranges[partition][0]
-                if partition in last or start <= low:
-                    found[partition] = last.get(partition)
+                found[partition] = (read.get(partition, []) + found[partition])[-count:]
+                if len(found[partition]) >= count or start <= low:
                     del search[partition]
                 else:
                     search[partition] = (low, start, size * 4)
         return found
     finally:
         consumer.close()
+
+
+def last_records(config: Mapping[str, Any], topic: str, partitions: Iterable[int],
+                 idle_timeout_s: float = 30.0) -> dict[int, Record | None]:
+    """The last committed record of each partition (None for a partition without one)."""
+    return {partition: (records[-1] if records else None)
+            for partition, records in tail(config, topic, 1, partitions, idle_timeout_s=idle_timeout_s).items()}
 
 
 # -- producing ----------------------------------------------------------------
@@ -334,15 +360,18 @@ def ensure_compacted_topic(config: Mapping[str, Any], topic: str, timeout_s: flo
 
 
 def ensure_topics(config: Mapping[str, Any], names: Sequence[str], partitions: int, *, timeout_s: float,
-                  same_partitions: Sequence[str] = (), user: str = "") -> None:
-    """Create the topics in `names` that are missing, with `partitions` partitions, and wait until the broker
-    lists them all. Topics in `same_partitions` must have exactly `partitions`.
+                  same_partitions: Sequence[str] = (), user: str = "",
+                  topic_configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """Create the topics in `names` that are missing, with `partitions` partitions (and the entry of
+    `topic_configs` for a name, if any), and wait until the broker lists them all. Topics in
+    `same_partitions` must have exactly `partitions`.
 
     Faust declares a topic while it subscribes, and a consumer that joins its
     group before the new topic reaches its metadata is assigned none of its
     partitions until the next metadata refresh, minutes later: so the worker
     (and the demo producer) create the topics first. An unreachable broker is
-    retried with backoff for `timeout_s`; refused credentials end at once.
+    retried with backoff for `timeout_s`; refused credentials and a failed TLS
+    handshake end at once.
     """
     servers = config.get("bootstrap.servers")
     # librdkafka's own log would print a line per failed connection; the retries below say it once each.
@@ -357,7 +386,9 @@ def ensure_topics(config: Mapping[str, Any], names: Sequence[str], partitions: i
             missing = [name for name in names if name not in existing]
             if not missing:
                 break
-            for name in _create(admin, [NewTopic(name, partitions, 1) for name in missing], 30):
+            wanted = [NewTopic(name, partitions, 1, config=dict((topic_configs or {}).get(name, {})))
+                      for name in missing]
+            for name in _create(admin, wanted, 30):
                 log.info("created topic %s with %d partitions", name, partitions)
         except KafkaException as exc:
             admin.poll(0)
@@ -365,6 +396,9 @@ def ensure_topics(config: Mapping[str, Any], names: Sequence[str], partitions: i
             if refused:
                 raise TopicSetupError(f"Kafka at {servers} refused the credentials of {user}: "
                                       f"{refused[0].str()}") from None
+            handshakes = [error for error in client_errors if error.code() == KafkaError._SSL]
+            if handshakes:  # a certificate that does not verify will not start to verify by waiting
+                raise TlsFailure(f"the TLS handshake with Kafka at {servers} failed: {handshakes[0].str()}") from None
             delay = backoff.next_delay()
             if delay is None:
                 raise TopicSetupError(f"Kafka at {servers} did not answer within {timeout_s:.0f}s: {exc}") from exc

@@ -46,6 +46,8 @@ class Settings:
     dlq_topic: str = "orders-dlq"
     #: Compacted topic where `faust dlq replay` records what it replayed; empty: "<DLQ_TOPIC>-replayed".
     dlq_replayed_topic: str = ""
+    #: Most dead letters the live page shows (the newest; `GET /dead-letters/` reads no more than this).
+    dlq_page_limit: int = 50
     #: Partitions of `orders` and `orders-retry` (and the table's changelog); they must match.
     partitions: int = 6
     #: Retries after the first attempt before an order is dead-lettered.
@@ -198,6 +200,8 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"COMMIT_INTERVAL_SECONDS must be > 0 and <= 10, got {s.commit_interval_seconds}")
     if s.log_summary_seconds <= 0:
         raise SettingsError(f"LOG_SUMMARY_SECONDS must be > 0, got {s.log_summary_seconds}")
+    if not 1 <= s.dlq_page_limit <= 1000:
+        raise SettingsError(f"DLQ_PAGE_LIMIT must be between 1 and 1000, got {s.dlq_page_limit}")
     if s.partitions < 1:
         raise SettingsError(f"PARTITIONS must be >= 1, got {s.partitions}")
     if not s.table_store.startswith(("memory://", "rocksdb://")):

@@ -5,6 +5,8 @@ process ends with EXIT_CANNOT_START and one line naming what did not answer.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from avro_codec import RegistryUnavailable, SchemaCache
 
 from . import kafka_io
@@ -17,13 +19,30 @@ EXIT_CANNOT_START = 3
 STARTUP_ERRORS = (kafka_io.TopicSetupError, RegistryUnavailable)
 
 
-def prepare_topics_and_registry(settings: Settings, registry: SchemaCache) -> None:
-    """Create the app's topics and wait for the registry (blocking), each for up to STARTUP_TIMEOUT_SECONDS."""
-    kafka_io.ensure_topics(
-        confluent_config(settings), (settings.orders_topic, settings.retry_topic, settings.dlq_topic),
-        settings.partitions, timeout_s=settings.startup_timeout_seconds,
-        same_partitions=(settings.orders_topic, settings.retry_topic),
-        user=f"user {settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism})")
+def prepare_topics_and_registry(settings: Settings, registry: SchemaCache,
+                                changelogs: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    """Create the app's topics and wait for the registry (blocking), each for up to STARTUP_TIMEOUT_SECONDS.
+
+    `changelogs` (name -> topic config) are the worker's table changelogs. Faust
+    declares them itself, but only as its table starts, which can be after the
+    consumer fetched the metadata its group assignment uses; a changelog missing
+    from it gets no owner until the next metadata refresh, minutes later, and
+    the partitions whose state it holds never open. Created here, before
+    the consumer starts, they are in the first assignment.
+    """
+    changelogs = dict(changelogs or {})
+    try:
+        kafka_io.ensure_topics(
+            confluent_config(settings),
+            (settings.orders_topic, settings.retry_topic, settings.dlq_topic, *changelogs),
+            settings.partitions, timeout_s=settings.startup_timeout_seconds,
+            same_partitions=(settings.orders_topic, settings.retry_topic, *changelogs), topic_configs=changelogs,
+            user=f"user {settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism})")
+    except kafka_io.TlsFailure as exc:
+        trusted = (f"KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile}" if settings.kafka_ssl_cafile
+                   else "the system's CA certificates (KAFKA_SSL_CAFILE is not set)")
+        raise kafka_io.TlsFailure(f"{exc}; the client trusts {trusted}: it must hold the CA that signed the "
+                                  "broker's certificate") from None
     registry.wait_until_reachable(settings.startup_timeout_seconds)
 
 

@@ -8,6 +8,8 @@ cluster); the session then leaves the local stack alone:
 - TEST_SCHEMA_REGISTRY_URL: Confluent's root URL or Apicurio's
 - TEST_KAFKA_SASL_BOOTSTRAP_SERVERS, TEST_KAFKA_SASL_USERNAME, TEST_KAFKA_SASL_PASSWORD: a SASL_PLAINTEXT
   listener that takes SCRAM-SHA-512 and PLAIN for that user
+- TEST_KAFKA_SSL_BOOTSTRAP_SERVERS, TEST_KAFKA_SSL_CAFILE: a SASL_SSL listener (same user) and the CA
+  file that verifies its certificate
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ REGISTRY_URL = os.environ.get("TEST_SCHEMA_REGISTRY_URL", LOCAL_REGISTRY_URL)
 SASL_BOOTSTRAP = os.environ.get("TEST_KAFKA_SASL_BOOTSTRAP_SERVERS", "127.0.0.1:9094")
 SASL_USERNAME = os.environ.get("TEST_KAFKA_SASL_USERNAME", "orders")
 SASL_PASSWORD = os.environ.get("TEST_KAFKA_SASL_PASSWORD", "orders-secret")
+SSL_BOOTSTRAP = os.environ.get("TEST_KAFKA_SSL_BOOTSTRAP_SERVERS", "127.0.0.1:9095")
+SSL_CAFILE = os.environ.get("TEST_KAFKA_SSL_CAFILE", str(ROOT / ".stack" / "tls" / "ca.pem"))
 #: The tests use the local stack, which they may start, stop and restart (outage tests).
 USES_LOCAL_STACK = (BOOTSTRAP, REGISTRY_URL) == (LOCAL_BOOTSTRAP, LOCAL_REGISTRY_URL)
 

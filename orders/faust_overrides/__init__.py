@@ -10,7 +10,9 @@ override, then update the digest.
   (`AIOKafkaConsumerThread._create_worker_consumer` hard-codes
   read_uncommitted outside Faust's own exactly-once mode), and after each
   rebalance resumes every source partition at the partition state's next
-  offset instead of the group's committed offset (`Consumer.perform_seek`);
+  offset instead of the group's committed offset (`Consumer.perform_seek`;
+  a seek that a newer rebalance overtook raises aiokafka's `IllegalStateError`
+  from `SubscriptionState._assigned_state` and is left to that rebalance's recovery);
   after Faust's last commit at shutdown it commits no more, since a later
   commit would reach the consumer thread's closed event loop and end the
   worker with exit 1 (`Consumer.on_stop`, `Consumer.commit`).
@@ -45,6 +47,8 @@ UPSTREAM = {
     "aiokafka.AIOKafkaConsumer.start": "2f1ba70443327538",
     "faust.transport.consumer.Consumer.perform_seek": "0e8c130ff4b0afd8",
     "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._seek_wait": "9d221e816d940467",
+    # a seek of a partition no longer assigned raises IllegalStateError, which perform_seek lets pass
+    "aiokafka.consumer.subscription_state.SubscriptionState._assigned_state": "37b820a2efaa841c",
     "faust.transport.consumer.Consumer.on_stop": "45b1d2210ce2b526",
     "faust.transport.consumer.Consumer.commit": "a354437baaa08bf8",
     "faust.app.base.App._new_transport": "42db531312dd776f",

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -69,17 +70,24 @@ class OrdersConsumer(faust_aiokafka.Consumer):
     async def perform_seek(self) -> None:
         """Seek to the committed offsets (Faust), then move each source partition to the next offset its
         state has not applied: the group's committed offset may lag (replays, skipped cheaply) or, around
-        rebalances, run ahead of what the state holds (records that would otherwise never be applied)."""
-        await super().perform_seek()
-        hooks = getattr(self.app, "state_hooks", None)
-        if hooks is None:
-            return
-        assigned = self.assignment()
-        offsets = {tp: offset for (topic, partition), offset in hooks.resume_offsets().items()
-                   if (tp := TP(topic, partition)) in assigned}
-        if offsets:
-            await self.seek_wait(offsets)
-            log.debug("resumed source partitions at %s", offsets)
+        rebalances, run ahead of what the state holds (records that would otherwise never be applied).
+
+        A rebalance can take a partition away between reading the assignment and seeking it (aiokafka
+        then raises IllegalStateError); the seek is moot then: the recovery after that rebalance seeks
+        every partition the worker then owns."""
+        try:
+            await super().perform_seek()
+            hooks = getattr(self.app, "state_hooks", None)
+            if hooks is None:
+                return
+            assigned = self.assignment()
+            offsets = {tp: offset for (topic, partition), offset in hooks.resume_offsets().items()
+                       if (tp := TP(topic, partition)) in assigned}
+            if offsets:
+                await self.seek_wait(offsets)
+                log.debug("resumed source partitions at %s", offsets)
+        except IllegalStateError as exc:
+            log.info("seek skipped, the assignment changed meanwhile (%s); the next recovery seeks again", exc)
 
     async def on_stop(self) -> None:
         """Faust's last commit runs here, while the consumer thread still does (mode stops children after

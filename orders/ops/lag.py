@@ -1,7 +1,7 @@
 """How far the agents are behind the source partitions this worker owns (the /metrics lag, the watchdog)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from faust.exceptions import ConsumerNotStarted
@@ -19,23 +19,29 @@ def partition_lag(highwater: int, applied: int, earliest: int) -> int:
     return max(0, highwater - next_offset)
 
 
-async def owned_highwaters(consumer: Any, topic_names: Iterable[str]) -> dict[TP, int]:
-    """Highwater of each partition of `topic_names` assigned to this worker ({} before the consumer starts)."""
+def owned_partitions(consumer: Any, topic_names: Iterable[str]) -> list[TP]:
+    """The partitions of `topic_names` assigned to this worker ([] before the consumer starts)."""
     names = set(topic_names)
     try:
-        owned = [tp for tp in consumer.assignment() if tp.topic in names]
+        return [tp for tp in consumer.assignment() if tp.topic in names]
     except ConsumerNotStarted:  # the web server answers before the consumer has started
-        return {}
-    return dict(await consumer.highwaters(*owned)) if owned else {}
+        return []
 
 
-async def consumer_lag(consumer: Any, topic_names: Iterable[str], lag_of: Callable[[TP, int, int], int]
-                       ) -> dict[tuple[str, int], int]:
-    """Records waiting in each source partition this worker owns: `lag_of(tp, highwater, earliest offset)`."""
-    highwaters = await owned_highwaters(consumer, topic_names)
-    if not highwaters:
+Watermarks = Callable[[list[TP]], Awaitable[Mapping[TP, tuple[int, int]]]]
+
+
+async def consumer_lag(consumer: Any, topic_names: Iterable[str], lag_of: Callable[[TP, int, int], int],
+                       watermarks: Watermarks) -> dict[tuple[str, int], int]:
+    """Records waiting in each source partition this worker owns: `lag_of(tp, highwater, earliest offset)`.
+
+    `watermarks` asks the broker for each partition's (earliest, highwater) offsets; not through Faust's
+    consumer, whose requests queue behind its long-polling fetch (up to 1.5 s, longer than a scrape may take).
+    """
+    owned = owned_partitions(consumer, topic_names)
+    if not owned:
         return {}
-    earliest = await consumer.earliest_offsets(*highwaters)
-    # Applied offsets are read (by lag_of) after the awaits: any record applied meanwhile is
+    marks = await watermarks(owned)
+    # Applied offsets are read (by lag_of) after the await: any record applied meanwhile is
     # then below the highwater read before it, and the lag is never overstated.
-    return {(tp.topic, tp.partition): lag_of(tp, highwater, earliest[tp]) for tp, highwater in highwaters.items()}
+    return {(tp.topic, tp.partition): lag_of(tp, high, low) for tp, (low, high) in marks.items()}

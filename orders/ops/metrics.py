@@ -58,6 +58,17 @@ class OrderMetrics:
             "orders_owned_partitions_average_price",
             "Average price over the partitions this worker owns (worker-local, not the global /average/).",
             registry=registry)
+        self._retry_resolved = Counter(
+            "orders_retry_copies_resolved",
+            "Retry copies this worker resolved since it started: counted, retried again or dead-lettered.",
+            registry=registry)
+        self._owned_in_retry = Gauge(
+            "orders_owned_partitions_in_retry",
+            "Orders in retry (copy sent, not yet resolved) over the partitions this worker owns.", registry=registry)
+        self._unreachable = Gauge(
+            "orders_unreachable_workers",
+            "Other workers that own partitions of the aggregate and did not answer this worker's "
+            "/partition-stats/ request at scrape time (the unreachable_workers of /average/).", registry=registry)
         self._reasons: dict[str, Counter] = {}
 
     def declare_dead_letter_reasons(self, *reasons: str) -> None:
@@ -80,6 +91,9 @@ class OrderMetrics:
         if latency_s is not None:
             self._latency.observe(latency_s)
 
+    def retry_copies_resolved(self, copies: int) -> None:
+        self._retry_resolved.inc(copies)
+
     def retried(self) -> None:
         self._retried.inc()
 
@@ -93,8 +107,12 @@ class OrderMetrics:
             self._lag.labels(topic=topic, partition=str(partition)).set(records)
 
     def set_owned_aggregate(self, summary: Mapping[str, float]) -> None:
-        """From the aggregate over this worker's partitions (`orders`, `total_price`, `average`)."""
+        """From the aggregate over this worker's partitions (`orders`, `total_price`, `average`, `in_retry`)."""
         self._owned_orders.set(summary["orders"])
         self._owned_total_price.set(summary["total_price"])
         self._owned_average.set(summary["average"])
+        self._owned_in_retry.set(summary["in_retry"])
+
+    def set_unreachable_workers(self, count: int) -> None:
+        self._unreachable.set(count)
 

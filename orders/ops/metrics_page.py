@@ -27,9 +27,13 @@ from ..app import (
     current_summary,
     metrics_registry,
     order_metrics,
+    owned_partition_states,
     processor,
     settings,
+    stats_table,
+    watermarks,
 )
+from ..web.peers import gather_partition_states
 from .lag import consumer_lag, partition_lag
 
 log = logging.getLogger("orders")
@@ -64,10 +68,14 @@ def _lag_of(tp, highwater: int, earliest: int) -> int:
 async def prometheus_metrics(web, request):
     """Prometheus text format: the app's, Faust's and the process's metrics."""
     try:
-        lag = await asyncio.wait_for(consumer_lag(app.consumer, _SOURCE_NAMES, _lag_of), OFFSETS_TIMEOUT_S)
+        lag = await asyncio.wait_for(consumer_lag(app.consumer, _SOURCE_NAMES, _lag_of, watermarks),
+                                     OFFSETS_TIMEOUT_S)
     except Exception as exc:  # the page still serves everything else; absent lag series show the gap
         log.warning("/metrics: consumer lag unavailable: %r", exc)
         lag = {}
     order_metrics.set_lag(lag)
     order_metrics.set_owned_aggregate(current_summary())
+    _states, unreachable = await gather_partition_states(app, stats_table.name, owned_partition_states(),
+                                                        timeout_s=settings.peer_timeout_seconds)
+    order_metrics.set_unreachable_workers(len(unreachable))
     return web.bytes(generate_latest(metrics_registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

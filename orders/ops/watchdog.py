@@ -19,7 +19,7 @@ from typing import Any
 import faust
 
 from ..faust_overrides.rebalance import recovery_stalled_for, request_rebalance
-from .lag import owned_highwaters
+from .lag import Watermarks, owned_partitions
 
 log = logging.getLogger("orders")
 
@@ -56,7 +56,8 @@ class SourceProgress:
 
 async def check_for_stalls(app: faust.App, source_names: set[str], applied_offset: Callable[[Any], int],
                            progress: SourceProgress, stall_s: float,
-                           records_between: Callable[[Any, int, int], Awaitable[int]]) -> None:
+                           records_between: Callable[[Any, int, int], Awaitable[int]], watermarks: Watermarks
+                           ) -> None:
     """Ask the group to rebalance when recovery or a source partition has not progressed for `stall_s`.
 
     `applied_offset(tp)` gives the last offset the agents applied from a source partition (-1: none);
@@ -73,7 +74,8 @@ async def check_for_stalls(app: faust.App, source_names: set[str], applied_offse
         return
     if app.tables.recovery.in_recovery:
         return
-    for tp, highwater in (await owned_highwaters(app.consumer, source_names)).items():
+    owned = owned_partitions(app.consumer, source_names)
+    for tp, (_earliest, highwater) in (await watermarks(owned) if owned else {}).items():
         applied = applied_offset(tp)
         stalled = progress.stalled_for(tp, applied, highwater, now)
         if stalled >= stall_s and not await records_between(tp, applied + 1, highwater):

@@ -288,8 +288,10 @@ class Processor:
     def _report(self, outcomes: list[Outcome]) -> None:
         """Metrics and console lines for a committed transaction."""
         summary = None
-        processed = 0
+        processed = resolved_copies = 0
         for outcome in outcomes:
+            if outcome.msg.topic == self.retry_topic:
+                resolved_copies += 1
             if outcome.kind == PROCESSED:
                 processed += 1
                 self.metrics.observe_latency(outcome.latency_s)
@@ -311,3 +313,4 @@ class Processor:
                     log.error("dead-letter %s after %d attempt(s): %s (%s)", outcome.label, outcome.attempt,
                               outcome.reason, outcome.detail)
         self.metrics.processed(processed)
+        self.metrics.retry_copies_resolved(resolved_copies)

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ..kafka_io import FENCED_OR_FATAL, MAX_MESSAGE_BYTES, QUEUE_FULL_POLL_SECONDS
+
+log = logging.getLogger(__name__)
 
 #: How long one init, commit or abort may take before it counts as failed (and is retried or aborted).
 CALL_TIMEOUT_S = 30.0
@@ -115,8 +118,15 @@ class PartitionOutput:
         self.in_transaction = False
 
     def close(self) -> None:
-        """Drop the producer; an open transaction is aborted by the broker (or by the next owner's start)."""
-        self._producer.flush(0)
+        """Drop the producer; an open transaction is aborted by the broker (or by the next owner's start).
+
+        A fenced producer is in a fatal state, and librdkafka raises it from every call, flush
+        included: here that is the expected end, not an error of the revocation."""
+        try:
+            self._producer.flush(0)
+        except KafkaException as exc:
+            log.info("producer %s closed in a fatal state (%s): its open transaction, if any, is aborted",
+                     self.transactional_id, exc.args[0].str())
 
     @staticmethod
     async def _call(method: Callable[[float], Any], timeout_s: float) -> None:

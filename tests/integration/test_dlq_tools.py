@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from confluent_kafka.admin import AdminClient
 
 from orders import kafka_io
-from orders.cli.dlq.ledger import REPLAY_OF, REPLAYED_FROM
+from orders.dead_letters.ledger import REPLAY_OF, REPLAYED_FROM
 from orders.domain import headers as h
 from orders.domain.headers import Attempt, dlq_headers
 

@@ -36,7 +36,7 @@ def test_live_page_renders_the_aggregate_follows_it_and_says_when_the_worker_is_
 
     orders = orders_with_prices("live", 60)
     produce_orders(order_codec, names.orders, orders[:20])
-    browser = Browser(free_port(), tmp_path / "chromedriver.log")
+    browser = Browser(free_port(), tmp_path / "chromedriver.log", window=(1280, 1300))
     try:
         browser.open(url)
         first = wait_until(lambda: shown_figures(browser), 20, "the page's first figures")

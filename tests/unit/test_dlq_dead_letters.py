@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from avro_codec import AvroRecordCodec, RegistryUnavailable, load_schema
-from orders.cli.dlq.dead_letters import Selection, dead_letter, in_dlq_order, parse_time, plan_replay
+from orders.dead_letters.letters import Selection, dead_letter, in_dlq_order, parse_time, plan_replay
 from orders.domain.headers import Attempt, dlq_headers
 from orders.kafka_io import Record
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from avro_codec import AvroRecordCodec, load_schema
-from orders.cli.dlq.dead_letters import dead_letter
-from orders.cli.dlq.formatting import TABLE_HEADERS, json_object, table_row
-from orders.cli.dlq.ledger import Entry
+from orders.dead_letters.formatting import TABLE_HEADERS, json_object, table_row
+from orders.dead_letters.ledger import Entry
+from orders.dead_letters.letters import dead_letter
 from orders.domain.headers import Attempt, dlq_headers
 from orders.kafka_io import Record
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from orders.cli.dlq.ledger import Entry, LedgerError, fold
+from orders.dead_letters.ledger import Entry, LedgerError, fold
 from orders.kafka_io import Record
 
 

@@ -38,3 +38,23 @@ def test_the_upstream_code_an_override_relies_on_has_not_changed(dotted):
     assert digest == UPSTREAM[dotted], (
         f"{dotted} changed upstream (digest {digest}, was {UPSTREAM[dotted]}): read the new code, adapt the "
         f"override in orders/faust_overrides that names it, then update UPSTREAM")
+
+
+def test_a_seek_overtaken_by_a_rebalance_is_left_to_the_next_recovery(monkeypatch, caplog):
+    """aiokafka raises IllegalStateError for a partition that a newer rebalance took away; the fast path's seek
+    after a fetch during a rebalance hit it, and the Fetcher service crashed, stopping the worker."""
+    import asyncio
+    import logging
+
+    from aiokafka.errors import IllegalStateError
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    from orders.faust_overrides.consumer import OrdersConsumer
+
+    async def overtaken(self):
+        raise IllegalStateError("No current assignment for partition TopicPartition(topic='orders', partition=3)")
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", overtaken)
+    consumer = OrdersConsumer.__new__(OrdersConsumer)
+    with caplog.at_level(logging.INFO, logger="orders"):
+        asyncio.run(consumer.perform_seek())
+    assert "seek skipped, the assignment changed meanwhile" in caplog.text

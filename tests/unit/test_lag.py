@@ -1,4 +1,4 @@
-"""Consumer lag as /metrics computes it, against a stand-in for Faust's consumer."""
+"""Consumer lag as /metrics computes it, with stand-ins for Faust's consumer and the broker's watermarks."""
 import asyncio
 
 import pytest
@@ -9,41 +9,43 @@ from orders.ops.lag import consumer_lag, partition_lag
 
 
 class FakeConsumer:
-    def __init__(self, assignment, highwaters, earliest):
-        self._assignment, self._highwaters, self._earliest = assignment, highwaters, earliest
+    def __init__(self, assignment):
+        self._assignment = assignment
 
     def assignment(self):
         if self._assignment is None:
             raise ConsumerNotStarted("Consumer thread not yet started")
         return set(self._assignment)
 
-    async def highwaters(self, *tps):
-        return {tp: self._highwaters[tp] for tp in tps}
 
-    async def earliest_offsets(self, *tps):
-        return {tp: self._earliest[tp] for tp in tps}
+def lag_of(consumer, applied, highwaters=None, earliest=None):
+    asked = []
 
+    async def watermarks(tps):
+        asked.extend(tps)
+        return {tp: (earliest[tp], highwaters[tp]) for tp in tps}
 
-def lag_of(consumer, applied):
     def lag(tp, highwater, earliest):
         return partition_lag(highwater, applied.get(tp, -1), earliest)
-    return asyncio.run(consumer_lag(consumer, {"orders", "orders-retry"}, lag))
+    found = asyncio.run(consumer_lag(consumer, {"orders", "orders-retry"}, lag, watermarks))
+    assert all(tp.topic in ("orders", "orders-retry") for tp in asked), f"asked for more than the sources: {asked}"
+    return found
 
 
 def test_lag_covers_the_owned_source_partitions_and_nothing_else():
     orders0, orders1, retry0 = TP("orders", 0), TP("orders", 1), TP("orders-retry", 0)
     changelog = TP("orders-app-order-stats-changelog", 0)
-    consumer = FakeConsumer([orders0, orders1, retry0, changelog],
-                            highwaters={orders0: 10, orders1: 7, retry0: 3, changelog: 50},
-                            earliest={orders0: 0, orders1: 2, retry0: 0, changelog: 0})
+    consumer = FakeConsumer([orders0, orders1, retry0, changelog])
 
-    lag = lag_of(consumer, applied={orders0: 9, retry0: 1})
+    lag = lag_of(consumer, applied={orders0: 9, retry0: 1},
+                 highwaters={orders0: 10, orders1: 7, retry0: 3, changelog: 50},
+                 earliest={orders0: 0, orders1: 2, retry0: 0, changelog: 0})
 
     assert lag == {("orders", 0): 0, ("orders", 1): 5, ("orders-retry", 0): 1}
 
 
 def test_a_worker_whose_consumer_has_not_started_reports_no_partitions():
-    assert lag_of(FakeConsumer(None, {}, {}), applied={}) == {}
+    assert lag_of(FakeConsumer(None), applied={}) == {}
 
 
 @pytest.mark.parametrize("highwater, applied, earliest, expected", [

@@ -92,12 +92,15 @@ def test_lag_series_are_replaced_so_a_partition_that_moved_away_disappears(regis
 
 
 def test_owned_aggregate_gauges_show_the_summary(registry, metrics):
-    metrics.set_owned_aggregate({"orders": 4, "total_price": 10.5, "average": 2.625, "retries": 9})
+    metrics.set_owned_aggregate({"orders": 4, "total_price": 10.5, "average": 2.625, "retries": 9, "in_retry": 3})
+    metrics.set_unreachable_workers(1)
 
     samples = scrape(registry)
     assert samples[("orders_owned_partitions_orders", ())] == 4
     assert samples[("orders_owned_partitions_total_price", ())] == 10.5
     assert samples[("orders_owned_partitions_average_price", ())] == 2.625
+    assert samples[("orders_owned_partitions_in_retry", ())] == 3
+    assert samples[("orders_unreachable_workers", ())] == 1
 
 
 def test_every_metric_is_exported_with_its_type_and_help_before_anything_happens(registry, metrics):
@@ -106,9 +109,10 @@ def test_every_metric_is_exported_with_its_type_and_help_before_anything_happens
     assert {name: families[name].type for name in (
         "orders_processed", "orders_retried", "orders_dead_lettered", "orders_processing_latency_seconds",
         "orders_consumer_lag", "orders_owned_partitions_orders", "orders_owned_partitions_total_price",
-        "orders_owned_partitions_average_price")} == {
+        "orders_owned_partitions_average_price", "orders_owned_partitions_in_retry", "orders_unreachable_workers")} == {
         "orders_processed": "counter", "orders_retried": "counter", "orders_dead_lettered": "counter",
         "orders_processing_latency_seconds": "histogram", "orders_consumer_lag": "gauge",
         "orders_owned_partitions_orders": "gauge", "orders_owned_partitions_total_price": "gauge",
-        "orders_owned_partitions_average_price": "gauge"}
+        "orders_owned_partitions_average_price": "gauge", "orders_owned_partitions_in_retry": "gauge",
+        "orders_unreachable_workers": "gauge"}
     assert "Kafka timestamp" in families["orders_processing_latency_seconds"].documentation

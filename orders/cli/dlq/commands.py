@@ -21,11 +21,12 @@ from avro_codec import RegistryUnavailable
 from ... import kafka_io
 from ...app import app, order_codec, settings
 from ...client_config import confluent_config
+from ...dead_letters import ledger
+from ...dead_letters.formatting import TABLE_HEADERS, json_object, table_row
+from ...dead_letters.ledger import LedgerError
+from ...dead_letters.letters import DeadLetter, Selection, dead_letter, in_dlq_order, parse_time
 from ...faust_overrides.commands import GroupedAppCommand
-from .dead_letters import DeadLetter, Selection, dead_letter, in_dlq_order, parse_time
-from .formatting import TABLE_HEADERS, json_object, table_row
-from .ledger import LedgerError
-from .replay import Replayer, ReplayError, load_ledger
+from .replay import Replayer, ReplayError
 
 
 @cli.group("dlq")
@@ -110,7 +111,7 @@ async def dlq_list(self: DlqCommand, order_ids: tuple[str, ...], reasons: tuple[
     selection = self.selection(order_ids, reasons, since, until)
     letters = self.dead_letters()
     self.check_reasons(selection, letters)
-    entries = load_ledger(confluent_config(settings), settings.replay_ledger_topic)
+    entries = ledger.load(confluent_config(settings), settings.replay_ledger_topic)
     shown = [letter for letter in letters if selection.matches(letter)]
     if as_json or self.json:
         for letter in shown:

@@ -25,8 +25,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from ... import kafka_io
-from . import ledger
-from .dead_letters import DeadLetter, ReplayPlan, Selection, plan_replay
+from ...dead_letters import ledger
+from ...dead_letters.letters import DeadLetter, ReplayPlan, Selection, plan_replay
 
 BATCH_SIZE = 500
 CALL_TIMEOUT_S = 60
@@ -42,13 +42,6 @@ class ReplayReport:
     replayed: int = 0
     #: dead letters whose original bytes could not be read back (too large for the DLQ, and gone from the source)
     unavailable: list[tuple[DeadLetter, str]] = field(default_factory=list)
-
-
-def load_ledger(config: Mapping[str, Any], topic: str) -> dict[str, ledger.Entry]:
-    try:
-        return ledger.fold(kafka_io.read_topic(config, topic))
-    except kafka_io.TopicMissing:
-        return {}
 
 
 def _now_ms() -> int:
@@ -76,7 +69,7 @@ class Replayer:
                                                                "log_level": 0})
             self._call("starting the replay producer", self._producer.init_transactions)
         # Read after the producer started: every batch an earlier or concurrent run committed is in it.
-        report = ReplayReport(plan_replay(letters, load_ledger(self.config, self.ledger_topic), selection, force))
+        report = ReplayReport(plan_replay(letters, ledger.load(self.config, self.ledger_topic), selection, force))
         for letter in report.plan.undecodable:
             self.say(f"refused {letter.coordinates}: {letter.undecodable}; --force replays it as it is")
         replay = [(letter, self._original_value(letter, report)) for letter in report.plan.replay]

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .dead_letters import DeadLetter
 from .ledger import Entry
+from .letters import DeadLetter
 
 TABLE_HEADERS = ["DLQ at", "Dead-lettered (UTC)", "Order", "Reason", "Att.", "Original", "Value", "Error",
                  "Replayed"]

@@ -14,8 +14,8 @@ from typing import Any
 
 from avro_codec import AvroCodecError
 
-from ...domain import headers as h
-from ...kafka_io import Record
+from ..domain import headers as h
+from ..kafka_io import Record
 
 #: Epoch values at or above this are milliseconds: as seconds they would be after the year 5000.
 EPOCH_MS_THRESHOLD = 100_000_000_000

@@ -8,16 +8,19 @@ replays that batch again. The published order carries the dedupe key in an
 
 Compaction keeps the latest record per key; a tombstone (null value) means
 "not replayed", which is also how an operator allows a key to be replayed
-again. This module is pure: values in and out, no Kafka.
+again. Everything here is pure (values in and out) except `load`, which reads
+the topic and folds it.
 """
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from ...kafka_io import Record
+from .. import kafka_io
+from ..kafka_io import Record
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +87,11 @@ def fold(records: Iterable[Record]) -> dict[str, Entry]:
         else:
             entries[key] = entry
     return entries
+
+
+def load(config: Mapping[str, Any], topic: str) -> dict[str, Entry]:
+    """The ledger as it stands: every committed entry, folded; empty when no replay ever ran."""
+    try:
+        return fold(kafka_io.read_topic(config, topic))
+    except kafka_io.TopicMissing:
+        return {}
