@@ -7,6 +7,7 @@ other way round.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from pathlib import Path
@@ -66,6 +67,13 @@ class OrdersApp(TransactionalStateApp):
             log.error("orders-app cannot start: %s", exc)
             raise SystemExit(EXIT_CANNOT_START) from None
 
+    async def on_started(self) -> None:
+        await super().on_started()
+        # Everything built so far (modules, Faust's services, the table) lives as long as the process. Frozen,
+        # the cyclic collector stops scanning it: a full collection took 40-80 ms every few seconds at
+        # 10,000 orders/s, a pause every record arriving meanwhile waited out (the latency's p99).
+        gc.freeze()
+
     async def on_stop(self) -> None:
         # Before Faust stops the agents and the consumer: commit what the partitions applied.
         await processor.stop()
@@ -88,6 +96,7 @@ app = OrdersApp(
     # is what /partition-stats/ reports; a new owner reads the changelog.
     table_standby_replicas=0,
     producer_max_request_size=kafka_io.MAX_MESSAGE_BYTES,
+    broker_max_poll_records=settings.max_poll_records,
 )
 
 

@@ -91,14 +91,19 @@ class Settings:
     faust_metrics: bool = True
     #: Most records an agent takes from its stream at once.
     batch_max_records: int = 1000
+    #: Most records one poll of the consumer turns into Python objects, over all its partitions. Unbounded,
+    #: a poll materialises every fetched record at once (about 18,000 per partition from a 1 MiB fetch):
+    #: 206 MiB peak RSS draining 1,000,000 orders against 160 MiB at 12,000.
+    max_poll_records: int = 10_000
     #: Longest an agent waits to fill a batch before it processes what it has (bounds latency).
     batch_max_wait_seconds: float = 0.02
     #: Hand each fetched partition's records to the agent as one batch (the fast path); false: Faust's
     #: stock path, an event per record.
     fast_path: bool = True
     #: How long a partition's transaction stays open at most while records come: its state, retry copies and
-    #: dead letters become visible (and durable) together when it commits.
-    commit_interval_seconds: float = 0.1
+    #: dead letters become visible (and durable) together when it commits. A commit holds its partition's
+    #: records back while the broker answers: at 0.1 s that was the p99 latency at 10,000 orders/s.
+    commit_interval_seconds: float = 0.25
     #: Per-order log lines (processed, retry, dead letter) at most this often per second; the
     #: rest are counted into the periodic summary. 0: summaries only.
     order_log_lines_per_second: int = 20
@@ -192,6 +197,8 @@ def _check(s: Settings) -> None:
                             f"got {s.broker_session_timeout_seconds}")
     if s.batch_max_records < 1:
         raise SettingsError(f"BATCH_MAX_RECORDS must be >= 1, got {s.batch_max_records}")
+    if s.max_poll_records < 1:
+        raise SettingsError(f"MAX_POLL_RECORDS must be >= 1, got {s.max_poll_records}")
     if not 0 < s.batch_max_wait_seconds <= 10:
         raise SettingsError(f"BATCH_MAX_WAIT_SECONDS must be > 0 and <= 10, got {s.batch_max_wait_seconds}")
     if s.order_log_lines_per_second < 0:
