@@ -10,13 +10,18 @@ import asyncio
 import gc
 import json
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
+from confluent_kafka import KafkaException
 from faust.serializers import codecs
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from avro_codec import AvroRecordCodec, SchemaCache, load_schema
+from avro_codec.backoff import Backoff
 
 from . import kafka_io
 from .cli.send_values import ORDER_CODEC_NAME, OrderSerializers
@@ -42,6 +47,7 @@ except SettingsError as exc:
     raise SystemExit(f"orders-app: configuration error: {exc}") from None
 
 log = logging.getLogger("orders")
+T = TypeVar("T")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per registry request otherwise
 
 # The newest schema: it reads records of every earlier version (defaults fill the new fields),
@@ -151,9 +157,24 @@ def applied_offset(tp: TP) -> int:
     return -1 if expected is None else expected - 1
 
 
+async def _until_answered(what: str, read: Callable[[], T]) -> T:
+    """A broker read the processing cannot go on without, asked again with backoff while Kafka does not
+    answer (a broker restarting, a leader moving) instead of crashing the agent; a stopping worker
+    cancels the wait."""
+    backoff = Backoff(0.2, 5.0)
+    while True:
+        try:
+            return await asyncio.to_thread(read)
+        except (KafkaException, TimeoutError) as exc:
+            delay = backoff.next_delay()
+            log.warning("%s: Kafka did not answer (%s); asking again in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+
+
 async def _earliest_offset(topic: str, partition: int) -> int:
     # Not through Faust's consumer: its requests queue behind the consumer's long-polling fetch (up to 1.5 s).
-    return await asyncio.to_thread(kafka_io.first_offset, kafka_config, topic, partition)
+    return await _until_answered(f"earliest offset of {topic}[{partition}]",
+                                 partial(kafka_io.first_offset, kafka_config, topic, partition))
 
 
 async def watermarks(tps: list[TP]) -> dict[TP, tuple[int, int]]:
@@ -163,7 +184,8 @@ async def watermarks(tps: list[TP]) -> dict[TP, tuple[int, int]]:
 
 
 async def _read_range(topic: str, partition: int, start: int, end: int) -> list[kafka_io.Record]:
-    return await asyncio.to_thread(kafka_io.read_range, kafka_config, topic, partition, start, end)
+    return await _until_answered(f"reading {topic}[{partition}] offsets {start}..{end - 1}",
+                                 partial(kafka_io.read_range, kafka_config, topic, partition, start, end))
 
 
 def _last_changelog_records(partitions: list[int]) -> dict[int, kafka_io.Record | None]:
@@ -201,7 +223,7 @@ class _StateHooks:
         await processor.on_assigned(partitions)
 
     async def changelog_ends(self, partitions: list[int]) -> dict[int, int]:
-        records = await asyncio.to_thread(_last_changelog_records, partitions)
+        records = await _until_answered("the changelog's last records", partial(_last_changelog_records, partitions))
         return {partition: -1 if record is None else record.offset for partition, record in records.items()}
 
     def resume_offsets(self) -> dict[tuple[str, int], int]:

@@ -1,0 +1,28 @@
+"""A broker read the processing needs is asked again while Kafka does not answer, instead of crashing the agent."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from confluent_kafka import KafkaError, KafkaException
+
+from orders.app import _until_answered
+
+
+def test_a_read_that_fails_while_the_broker_restarts_is_asked_again_until_it_answers(caplog):
+    answers = [KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION, "Unknown partition")),
+               KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION, "Not leader for partition")),
+               TimeoutError("orders-retry: partitions [2] sent nothing for 30s"), 17]
+
+    def read() -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with caplog.at_level(logging.WARNING, logger="orders"):
+        assert asyncio.run(_until_answered("earliest offset of orders-retry[2]", read)) == 17
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 3 and all(w.startswith("earliest offset of orders-retry[2]: Kafka did not answer")
+                                      for w in warnings)
+    assert "Not leader for partition" in warnings[1] and "asking again in 0.4s" in warnings[1]
