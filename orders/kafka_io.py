@@ -86,11 +86,16 @@ def _consumer(config: Mapping[str, Any]) -> Consumer:
                      "fetch.wait.max.ms": 20})
 
 
+def _marks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    """(oldest offset still in the log, offset the next record will get) of one partition."""
+    return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+
+
 def _watermarks(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
     found = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if found is None or found.error is not None:
         raise TopicMissing(f"topic {topic} does not exist")
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in found.partitions}
+    return {p: _marks(consumer, topic, p) for p in found.partitions}
 
 
 def watermarks(config: Mapping[str, Any], partitions: Iterable[tuple[str, int]]
@@ -98,8 +103,7 @@ def watermarks(config: Mapping[str, Any], partitions: Iterable[tuple[str, int]]
     """(topic, partition) -> (oldest offset still in the log, offset the next record will get)."""
     consumer = _consumer(config)
     try:
-        return {(topic, partition): consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-                for topic, partition in partitions}
+        return {(topic, partition): _marks(consumer, topic, partition) for topic, partition in partitions}
     finally:
         consumer.close()
 
@@ -173,7 +177,7 @@ def read_range(config: Mapping[str, Any], topic: str, partition: int, start: int
     (retention, compaction, transaction markers, aborted records) simply yield nothing."""
     consumer = _consumer(config)
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        low, high = _marks(consumer, topic, partition)
         return _read(consumer, topic, {partition: (max(start, low), min(end, high))}, idle_timeout_s)
     finally:
         consumer.close()
@@ -194,7 +198,7 @@ def tail(config: Mapping[str, Any], topic: str, count: int, partitions: Iterable
         if partitions is None:
             marks = _watermarks(consumer, topic)
         else:
-            marks = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+            marks = {p: _marks(consumer, topic, p) for p in partitions}
         found: dict[int, list[Record]] = {}
         search: dict[int, tuple[int, int, int]] = {}  # partition -> (low, end of the unread tail, window size)
         for partition, (low, high) in marks.items():

@@ -37,10 +37,9 @@ class _Snapshots:
     def __init__(self) -> None:
         self._taken_at = -SNAPSHOT_SECONDS
         self._snapshot: Snapshot = []
-        self._lock: asyncio.Lock | None = None
+        self._lock = asyncio.Lock()  # binds to the event loop at its first use, not here
 
     async def get(self) -> Snapshot:
-        self._lock = self._lock or asyncio.Lock()
         async with self._lock:
             if time.monotonic() - self._taken_at >= SNAPSHOT_SECONDS:
                 self._snapshot = await asyncio.to_thread(
