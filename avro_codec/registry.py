@@ -4,6 +4,13 @@ Writer schemas are fetched once per id and kept, so decoding in steady state
 makes no HTTP call. The registry URL may point at Confluent's API (served at
 the root) or at Apicurio's Confluent-compatible API under /apis/ccompat/v7;
 `SchemaCache` finds out which on first use, so one default works for both.
+
+Whatever shape a failed answer takes (a 5xx with an HTML page from a proxy,
+malformed JSON, a reset connection, a timeout) it is `RegistryUnavailable`:
+python-schema-registry-client parses the body before it looks at the status,
+so a proxy's 502 page reaches us as a `JSONDecodeError`, not as its
+`ClientError`. Only the registry's own "no such id" or a schema that is not
+Avro are answers about the record (`AvroCodecError`).
 """
 from __future__ import annotations
 
@@ -28,6 +35,9 @@ APICURIO_CCOMPAT_PATH = "/apis/ccompat/v7"
 #: How long after the registry (re)appears an unknown schema id is retried instead of dead-lettered:
 #: Apicurio with kafkasql storage answers 404 for existing ids until it has replayed its journal.
 UNKNOWN_ID_GRACE_S = 60.0
+#: How long `fetch` waits for the registry before it gives up (RegistryUnavailable): the caller (a partition
+#: task) then puts its transaction back and tries again later, rather than hold it open through an outage.
+FETCH_TIMEOUT_S = 20.0
 
 
 class SchemaCache:
@@ -59,6 +69,9 @@ class SchemaCache:
             if resp.status_code in (401, 403):
                 raise RegistryUnavailable(f"schema registry at {base} refused the credentials "
                                           f"(HTTP {resp.status_code}); check SCHEMA_REGISTRY_USERNAME/PASSWORD")
+            if resp.status_code >= 500:
+                raise RegistryUnavailable(f"schema registry at {base} unavailable: HTTP {resp.status_code} "
+                                          f"{_excerpt(resp.text)}")
         raise RegistryUnavailable(
             f"{self.configured_url} answers neither the Confluent schema registry API nor Apicurio's "
             f"({APICURIO_CCOMPAT_PATH}); check SCHEMA_REGISTRY_URL")
@@ -108,8 +121,8 @@ class SchemaCache:
                 raise AvroCodecError("schema-rejected", f"the registry refused the schema for {subject} "
                                      f"(HTTP {exc.http_code}{why}): {detail}") from exc
             raise RegistryUnavailable(f"registering {subject} failed: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise RegistryUnavailable(f"registering {subject} failed: {exc}") from exc
+        except Exception as exc:  # any other shape of failed answer (see the module's docstring)
+            raise RegistryUnavailable(f"registering {subject} failed: {type(exc).__name__}: {exc}") from exc
 
     def cached(self, schema_id: int) -> dict[str, Any] | None:
         return self._writers.get(schema_id)
@@ -121,39 +134,51 @@ class SchemaCache:
             return schema
         try:
             found = self.client.get_by_id(schema_id, timeout=self._timeout)
-        except ClientError as exc:
-            raise RegistryUnavailable(f"fetching schema id {schema_id} failed: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise RegistryUnavailable(f"fetching schema id {schema_id} failed: {exc}") from exc
+        except RegistryUnavailable:
+            raise
+        except Exception as exc:  # any shape of failed answer (see the module's docstring)
+            raise RegistryUnavailable(f"fetching schema id {schema_id} failed: {type(exc).__name__}: "
+                                      f"{_excerpt(str(exc))}") from exc
         if found is None:
             raise AvroCodecError("unknown-schema-id", f"schema id {schema_id} is not in the registry")
         if found.schema_type != "AVRO":
             raise AvroCodecError("not-avro", f"schema id {schema_id} is a {found.schema_type} schema")
-        schema = fastavro.parse_schema(found.raw_schema)
+        try:
+            schema = fastavro.parse_schema(found.raw_schema)
+        except Exception as exc:
+            raise AvroCodecError("bad-writer-schema", f"schema id {schema_id} does not parse as Avro: {exc}"
+                                 ) from exc
         self._writers[schema_id] = schema
         return schema
 
-    async def fetch(self, schema_id: int) -> dict[str, Any]:
-        """Like `writer_schema`, off the event loop, waiting out registry outages with backoff.
+    async def fetch(self, schema_id: int, timeout_s: float = FETCH_TIMEOUT_S) -> dict[str, Any]:
+        """Like `writer_schema`, off the event loop, waiting out a short registry outage with backoff.
 
-        An unreachable registry is retried until it answers. An id the registry
-        does not know raises `AvroCodecError`, except within UNKNOWN_ID_GRACE_S
-        of the registry coming back from an outage: a registry that has just
-        restarted may still be loading its schemas, so the id is asked again.
+        An unreachable registry is asked again for up to `timeout_s`, then
+        `RegistryUnavailable` is raised. An id the registry does not know
+        raises `AvroCodecError`, except within UNKNOWN_ID_GRACE_S of the
+        registry coming back from an outage: a registry that has just
+        restarted may still be loading its schemas, so the id is asked again
+        (and past `timeout_s` that is `RegistryUnavailable` too).
         """
-        backoff = Backoff(0.2, self._max_backoff_s)
+        backoff = Backoff(0.2, self._max_backoff_s, timeout_s, jitter=0.2)
         while True:
             try:
                 schema = await asyncio.to_thread(self.writer_schema, schema_id)
             except RegistryUnavailable as exc:
                 self._in_outage = True
                 delay = backoff.next_delay()
+                if delay is None:
+                    raise RegistryUnavailable(f"{exc} (for {timeout_s:.0f}s)") from exc
                 log.warning("%s; retrying in %.1fs", exc, delay)
             except AvroCodecError as exc:
                 back_for_s = self._note_answer()
                 if exc.reason != "unknown-schema-id" or back_for_s is None or back_for_s >= UNKNOWN_ID_GRACE_S:
                     raise
                 delay = backoff.next_delay()
+                if delay is None:
+                    raise RegistryUnavailable(f"{exc}, and the registry came back from an outage {back_for_s:.0f}s "
+                                              f"ago: it may still be loading its schemas") from exc
                 log.warning("%s, but the registry came back from an outage %.0fs ago and may still be loading "
                             "its schemas; asking again in %.1fs", exc, back_for_s, delay)
             else:
@@ -168,3 +193,9 @@ class SchemaCache:
             self._in_outage = False
             self._back_since = now
         return None if self._back_since is None else now - self._back_since
+
+
+def _excerpt(text: str, limit: int = 120) -> str:
+    """The start of an error body on one line (a proxy's HTML page can be long)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."

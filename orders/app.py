@@ -29,14 +29,20 @@ from .client_config import confluent_config, faust_credentials, registry_auth
 from .domain.headers import DEAD_LETTER_REASONS
 from .domain.order import FailureSimulator
 from .domain.partition_state import PartitionState, summarize
+from .domain.retry_policy import RetryPolicy
 from .faust_overrides.app import TransactionalStateApp
-from .faust_overrides.consumer import RecordBatches
+from .faust_overrides.consumer import RecordBatches, hold_partitions
 from .faust_overrides.rebalance import request_rebalance
 from .faust_overrides.tables import PartitionStateTable
 from .ops.activity_log import ActivityLog
 from .ops.metrics import OrderMetrics
+from .processing.commit import Committer
+from .processing.faults import FaultInjector
+from .processing.flow import Flow
 from .processing.handler import OrderHandler
-from .processing.processor import Processor
+from .processing.reporting import Reporter
+from .processing.task import Blocked, PartitionTask, TaskLimits
+from .processing.tasks import PartitionTasks
 from .processing.transactions import PartitionOutput
 from .settings import SettingsError, load_settings
 from .startup import EXIT_CANNOT_START, STARTUP_ERRORS, output_record_limit, prepare_topics_and_registry
@@ -69,6 +75,9 @@ class OrdersApp(TransactionalStateApp):
             await asyncio.to_thread(prepare_topics_and_registry, settings, registry,
                                     {CHANGELOG_TOPIC: CHANGELOG_CONFIG})
             handler.dead_letter_bytes = await asyncio.to_thread(output_record_limit, settings)
+            if faults is not None:
+                log.warning("FAULT_INJECTION_RATE=%s: applying records raises on purpose (a test setting)",
+                            settings.fault_injection_rate)
         except STARTUP_ERRORS as exc:
             log.error("orders-app cannot start: %s", exc)
             raise SystemExit(EXIT_CANNOT_START) from None
@@ -82,7 +91,7 @@ class OrdersApp(TransactionalStateApp):
 
     async def on_stop(self) -> None:
         # Before Faust stops the agents and the consumer: commit what the partitions applied.
-        await processor.stop()
+        await tasks.stop()
         await super().on_stop()
 
 
@@ -142,7 +151,7 @@ activity = ActivityLog(settings.order_log_lines_per_second)
 
 def owned_partition_states() -> dict[int, tuple[PartitionState, int]]:
     """Partition -> (live state, records applied since its last commit), for each partition this worker owns."""
-    return dict(sorted(processor.live_states().items()))
+    return tasks.live_states()
 
 
 def current_summary() -> dict:
@@ -152,21 +161,27 @@ def current_summary() -> dict:
 
 def applied_offset(tp: TP) -> int:
     """Last offset the agents applied from a source partition; -1 before the first."""
-    part = processor.partitions.get(tp.partition)
-    expected = None if part is None else part.state.next_offset(tp.topic)
-    return -1 if expected is None else expected - 1
+    return tasks.applied_offset(tp.topic, tp.partition)
 
 
-async def _until_answered(what: str, read: Callable[[], T]) -> T:
-    """A broker read the processing cannot go on without, asked again with backoff while Kafka does not
-    answer (a broker restarting, a leader moving) instead of crashing the agent; a stopping worker
-    cancels the wait."""
-    backoff = Backoff(0.2, 5.0)
+#: How long a broker read that the processing needs is asked again before the partition's task gives up on
+#: it (and aborts, backs off and tries again, reporting itself blocked if it lasts).
+BROKER_READ_TIMEOUT_S = 30.0
+#: Most records a direct read of records the consumer skipped brings at once.
+READ_PAGE_RECORDS = 1000
+
+
+async def _until_answered(what: str, read: Callable[[], T], timeout_s: float = BROKER_READ_TIMEOUT_S) -> T:
+    """A broker read asked again with backoff while Kafka does not answer (a broker restarting, a leader
+    moving), for up to `timeout_s`; then its last error is raised."""
+    backoff = Backoff(0.2, 5.0, timeout_s, jitter=0.2)
     while True:
         try:
             return await asyncio.to_thread(read)
         except (KafkaException, TimeoutError) as exc:
             delay = backoff.next_delay()
+            if delay is None:
+                raise
             log.warning("%s: Kafka did not answer (%s); asking again in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
 
@@ -183,9 +198,10 @@ async def watermarks(tps: list[TP]) -> dict[TP, tuple[int, int]]:
     return {TP(topic, partition): mark for (topic, partition), mark in marks.items()}
 
 
-async def _read_range(topic: str, partition: int, start: int, end: int) -> list[kafka_io.Record]:
+async def _read_page(topic: str, partition: int, start: int, end: int) -> list[kafka_io.Record]:
     return await _until_answered(f"reading {topic}[{partition}] offsets {start}..{end - 1}",
-                                 partial(kafka_io.read_range, kafka_config, topic, partition, start, end))
+                                 partial(kafka_io.read_range, kafka_config, topic, partition, start, end,
+                                         max_records=READ_PAGE_RECORDS))
 
 
 def _last_changelog_records(partitions: list[int]) -> dict[int, kafka_io.Record | None]:
@@ -199,35 +215,79 @@ async def _load_states(partitions: list[int]) -> dict[int, PartitionState]:
             for partition, record in records.items()}
 
 
+retry_policy = RetryPolicy(max_retries=settings.max_retries, delay_s=settings.retry_delay_seconds,
+                           not_before_allowance_s=settings.retry_not_before_allowance_seconds,
+                           app_id=settings.app_id, orders_topic=settings.orders_topic)
+faults = FaultInjector(settings.fault_injection_rate) if settings.fault_injection_rate else None
 handler = OrderHandler(
     codec=order_codec, failures=FailureSimulator(settings.failure_rate, settings.failure_seed,
                                                  settings.forced_failures),
-    app_id=settings.app_id, orders_topic=settings.orders_topic, retry_topic=settings.retry_topic,
-    dlq_topic=settings.dlq_topic, max_retries=settings.max_retries, retry_delay_s=settings.retry_delay_seconds,
-    dead_letter_bytes=kafka_io.MAX_MESSAGE_BYTES, earliest_offset=_earliest_offset, read_missed=_read_range)
+    policy=retry_policy, retry_topic=settings.retry_topic, dlq_topic=settings.dlq_topic,
+    dead_letter_bytes=kafka_io.MAX_MESSAGE_BYTES, earliest_offset=_earliest_offset, read_page=_read_page,
+    fault=faults)
+committer = Committer(changelog_topic=CHANGELOG_TOPIC, write_store=stats_table.store)
+reporter = Reporter(metrics=order_metrics, activity=activity, policy=retry_policy, retry_topic=settings.retry_topic,
+                    summary=current_summary)
+#: What the agents may hand over before they wait: records of partitions that are not held.
+INBOX_BUDGET_RECORDS = 50_000
+flow = Flow(pause=lambda tps: hold_partitions(app, tps, True), resume=lambda tps: hold_partitions(app, tps, False),
+            budget=INBOX_BUDGET_RECORDS)
+task_limits = TaskLimits(chunk=settings.batch_max_records, commit_interval_s=settings.commit_interval_seconds,
+                         attempts_before_blocked=settings.attempts_before_blocked)
 
-processor = Processor(
-    handler=handler, new_output=lambda partition: PartitionOutput(
+
+def _new_task(number: int, part, owner) -> PartitionTask:
+    return PartitionTask(number, orders_topic=settings.orders_topic, retry_topic=settings.retry_topic,
+                         handler=handler, committer=committer, reporter=reporter, flow=flow, owner=owner,
+                         limits=task_limits, part=part, fault=faults)
+
+
+def _blocked_changed(number: int, blocked: Blocked | None) -> None:
+    order_metrics.set_partition_blocked(number, blocked is not None)
+
+
+tasks = PartitionTasks(
+    new_task=_new_task, new_output=lambda partition: PartitionOutput(
         kafka_config, f"{settings.app_id}-partition-{partition}"),
-    load_states=_load_states, write_store=stats_table.store, changelog_topic=CHANGELOG_TOPIC,
-    orders_topic=settings.orders_topic, retry_topic=settings.retry_topic, metrics=order_metrics,
-    activity=activity, summary=current_summary, request_rebalance=lambda: request_rebalance(app),
-    commit_interval_s=settings.commit_interval_seconds, max_retries=settings.max_retries,
-    retry_delay_s=settings.retry_delay_seconds)
+    load_states=_load_states, flow=flow, request_rebalance=lambda: request_rebalance(app),
+    on_blocked=_blocked_changed, chunk=settings.batch_max_records)
+
+
+async def feed_tasks(stream, topic) -> None:
+    """An agent's loop: each record of `topic` to its partition's task. On the fast path the consumer hands
+    over each fetched partition's records (orders/faust_overrides); on the stock path they come in batches
+    of events. Never ends on an error: records it could not hand over are read again by their task (a gap)."""
+    name = topic.get_topic_name()
+    batches = record_batches.get(name)
+
+    async def submit(records, partition=None) -> None:
+        try:
+            await tasks.submit(name, records, partition)
+        except Exception:
+            log.exception("%s: handing %d record(s) to their partitions failed; their tasks read them again",
+                          name, len(records))
+
+    if batches is not None:
+        while True:
+            partition, records = await batches.get()
+            await submit(records, partition)
+    async for events in stream.take_events(settings.batch_max_records, within=settings.batch_max_wait_seconds):
+        await submit([event.message for event in events])
 
 
 class _StateHooks:
     """What the Faust overrides ask the app (orders/faust_overrides/app.py)."""
 
     async def before_recovery(self, partitions: set[int]) -> None:
-        await processor.on_assigned(partitions)
+        await tasks.on_assigned(partitions)
 
     async def changelog_ends(self, partitions: list[int]) -> dict[int, int]:
-        records = await _until_answered("the changelog's last records", partial(_last_changelog_records, partitions))
+        records = await _until_answered("the changelog's last records", partial(_last_changelog_records, partitions),
+                                        timeout_s=300)
         return {partition: -1 if record is None else record.offset for partition, record in records.items()}
 
     def resume_offsets(self) -> dict[tuple[str, int], int]:
-        return processor.resume_offsets()
+        return tasks.resume_offsets()
 
 
 app.state_hooks = _StateHooks()
@@ -236,4 +296,4 @@ app.state_hooks = _StateHooks()
 @app.on_partitions_revoked.connect
 async def release_partitions(sender, revoked, **kwargs) -> None:
     """After Faust's last commit of the old assignment: commit what was applied and let the partitions go."""
-    await processor.on_revoked({tp.partition for tp in revoked})
+    await tasks.on_revoked({tp.partition for tp in revoked})

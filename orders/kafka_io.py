@@ -1,6 +1,6 @@
 """Kafka work the app does outside Faust's consumer, one copy each (confluent-kafka, blocking).
 
-- read records: a range of one partition, or a whole topic up to its end offsets;
+- read records: a range of one partition (a page at a time), or a whole topic up to its end offsets;
 - end offsets of a topic;
 - produce with back-pressure and account for every delivery report;
 - deliver a list of records and wait for the broker's answer to each;
@@ -13,10 +13,11 @@ Callers on the event loop run these in a thread (`asyncio.to_thread`).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,12 +123,12 @@ def end_offsets(config: Mapping[str, Any], topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def _read(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]], idle_timeout_s: float
-          ) -> list[Record]:
-    """Records with start <= offset < end per partition (`ranges`: partition -> (start, end)), in offset order."""
+def _records(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]], idle_timeout_s: float
+             ) -> Iterator[Record]:
+    """Records with start <= offset < end per partition (`ranges`: partition -> (start, end)), in offset order,
+    one at a time as they arrive."""
     ends = {partition: end for partition, (start, end) in ranges.items() if start < end}
     consumer.assign([TopicPartition(topic, partition, ranges[partition][0]) for partition in ends])
-    records: list[Record] = []
     last_progress = time.monotonic()
     while ends:
         msg = consumer.poll(0.5)
@@ -147,11 +148,16 @@ def _read(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]], id
             continue
         if msg.offset() < ends[partition]:
             kind, stamp = msg.timestamp()
-            records.append(Record(topic, partition, msg.offset(), None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
-                                  msg.key(), msg.value(), dict(msg.headers() or [])))
+            yield Record(topic, partition, msg.offset(), None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
+                         msg.key(), msg.value(), dict(msg.headers() or []))
         if msg.offset() >= ends[partition] - 1:
             del ends[partition]
-    return records
+
+
+def _read(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]], idle_timeout_s: float,
+          max_records: int | None = None) -> list[Record]:
+    """The first `max_records` (default: all) of `_records`."""
+    return list(itertools.islice(_records(consumer, topic, ranges, idle_timeout_s), max_records))
 
 
 def read_topic(config: Mapping[str, Any], topic: str, start: Mapping[int, int] | None = None,
@@ -172,15 +178,22 @@ def read_topic(config: Mapping[str, Any], topic: str, start: Mapping[int, int] |
 
 
 def read_range(config: Mapping[str, Any], topic: str, partition: int, start: int, end: int,
-               idle_timeout_s: float = 30.0) -> list[Record]:
-    """Records of one partition with start <= offset < end, in order. Offsets that hold no record
-    (retention, compaction, transaction markers, aborted records) simply yield nothing."""
+               idle_timeout_s: float = 30.0, max_records: int | None = None) -> list[Record]:
+    """Records of one partition with start <= offset < end, in order, at most `max_records` of them (the
+    first): read a long range a page at a time. Offsets that hold no record (retention, compaction,
+    transaction markers, aborted records) simply yield nothing."""
     consumer = _consumer(config)
     try:
         low, high = _marks(consumer, topic, partition)
-        return _read(consumer, topic, {partition: (max(start, low), min(end, high))}, idle_timeout_s)
+        return _read(consumer, topic, {partition: (max(start, low), min(end, high))}, idle_timeout_s, max_records)
     finally:
         consumer.close()
+
+
+def holds_records(config: Mapping[str, Any], topic: str, partition: int, start: int, end: int,
+                  idle_timeout_s: float = 30.0) -> bool:
+    """Whether any committed record lies at start <= offset < end (reads up to the first one)."""
+    return bool(read_range(config, topic, partition, start, end, idle_timeout_s, max_records=1))
 
 
 def tail(config: Mapping[str, Any], topic: str, count: int, partitions: Iterable[int] | None = None,

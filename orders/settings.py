@@ -54,6 +54,17 @@ class Settings:
     max_retries: int = 3
     #: Minimum time between two attempts of the same order.
     retry_delay_seconds: float = 2.0
+    #: How far past RETRY_DELAY_SECONDS a retry copy's x-not-before-ms may lie, counted from the copy's own
+    #: timestamp (or from when this worker first saw it): a copy whose not-before lies further ahead (a
+    #: writer's clock running ahead, an older and longer delay) is tried at that bound instead.
+    retry_not_before_allowance_seconds: float = 1.0
+    #: Failed attempts in a row to apply or commit a partition's records (a registry that does not answer,
+    #: an output the broker refuses) after which the partition reports itself blocked: one ERROR line,
+    #: `orders_partition_blocked`, /readyz. It keeps trying, and resumes by itself once it gets through.
+    attempts_before_blocked: int = 5
+    #: Test only (the fault-injection test): probability that applying a record raises an exception at each
+    #: of its steps, to prove that nothing half-applied is ever committed. 0 in any real deployment.
+    fault_injection_rate: float = 0.0
     #: Probability that processing an order fails (simulated, retryable).
     failure_rate: float = 0.1
     #: Seed that makes simulated failures reproducible: the same order and attempt always fail or pass.
@@ -190,6 +201,14 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"MAX_RETRIES must be >= 0, got {s.max_retries}")
     if s.retry_delay_seconds < 0:
         raise SettingsError(f"RETRY_DELAY_SECONDS must be >= 0, got {s.retry_delay_seconds}")
+    if s.retry_not_before_allowance_seconds < 0:
+        raise SettingsError(f"RETRY_NOT_BEFORE_ALLOWANCE_SECONDS must be >= 0, got "
+                            f"{s.retry_not_before_allowance_seconds}")
+    if s.attempts_before_blocked < 1:
+        raise SettingsError(f"ATTEMPTS_BEFORE_BLOCKED must be >= 1, got {s.attempts_before_blocked}")
+    if not 0.0 <= s.fault_injection_rate < 0.1:
+        raise SettingsError(f"FAULT_INJECTION_RATE must be >= 0 and below 0.1 (a test setting), got "
+                            f"{s.fault_injection_rate}")
     if not 0.0 <= s.failure_rate <= 1.0:
         raise SettingsError(f"FAILURE_RATE must be between 0 and 1, got {s.failure_rate}")
     if s.broker_session_timeout_seconds < 6:

@@ -40,7 +40,10 @@ RETRIES_EXHAUSTED = "retries-exhausted"
 NOT_A_RETRY_RECORD = "not-a-retry-record"
 ORPHANED_RETRY = "orphaned-retry"
 TOO_LARGE = "too-large"
-DEAD_LETTER_REASONS = (UNDECODABLE, INVALID_ORDER, RETRIES_EXHAUSTED, NOT_A_RETRY_RECORD, ORPHANED_RETRY, TOO_LARGE)
+#: An error no rule classifies (a bug, a record that breaks the processing) recurred on the same record.
+PROCESSING_ERROR = "processing-error"
+DEAD_LETTER_REASONS = (UNDECODABLE, INVALID_ORDER, RETRIES_EXHAUSTED, NOT_A_RETRY_RECORD, ORPHANED_RETRY, TOO_LARGE,
+                       PROCESSING_ERROR)
 
 Headers = list[tuple[str, bytes]]
 MAX_ERROR_CHARS = 1000
@@ -119,7 +122,7 @@ def _origin_headers(attempt: Attempt, first_failure_ms: int) -> Headers:
     ]
 
 
-def retry_headers(attempt: Attempt, error: BaseException, now_ms: int, delay_s: float, *, seq: int,
+def retry_headers(attempt: Attempt, error: BaseException, now_ms: int, not_before_ms: int, *, seq: int,
                   app_id: str) -> Headers:
     """Headers of the next attempt's record, copy number `seq` of its partition."""
     first = attempt.first_failure_ms or now_ms
@@ -127,7 +130,7 @@ def retry_headers(attempt: Attempt, error: BaseException, now_ms: int, delay_s: 
         (ATTEMPT, str(attempt.number + 1).encode()),
         *_origin_headers(attempt, first),
         (LAST_ERROR, describe(error).encode()),
-        (NOT_BEFORE_MS, str(now_ms + int(delay_s * 1000)).encode()),
+        (NOT_BEFORE_MS, str(not_before_ms).encode()),
         (RETRY_SEQ, str(seq).encode()),
         (RETRY_APP_ID, app_id.encode()),
     ]

@@ -15,7 +15,11 @@ override, then update the digest.
   from `SubscriptionState._assigned_state` and is left to that rebalance's recovery);
   after Faust's last commit at shutdown it commits no more, since a later
   commit would reach the consumer thread's closed event loop and end the
-  worker with exit 1 (`Consumer.on_stop`, `Consumer.commit`).
+  worker with exit 1 (`Consumer.on_stop`, `Consumer.commit`); a partition
+  task pauses and resumes its own source partitions (`hold_partitions`:
+  `Consumer.pause_partitions`, `resume_partitions`, which act through the
+  active partitions `_wait_next_records` fetches and which a rebalance
+  forgets for revoked partitions).
 - `recovery`: table recovery ends at the changelog's last committed record.
   The app writes the changelog in transactions, so a partition ends in a
   commit marker that no consumer ever receives, and Faust's recovery, which
@@ -52,6 +56,13 @@ UPSTREAM = {
     "faust.transport.consumer.Consumer.on_stop": "45b1d2210ce2b526",
     "faust.transport.consumer.Consumer.commit": "a354437baaa08bf8",
     "faust.app.base.App._new_transport": "42db531312dd776f",
+    # consumer.py hold_partitions: pausing a partition stops its delivery only; a rebalance forgets it
+    "faust.transport.consumer.Consumer.pause_partitions": "27a1c94bdacd54de",
+    "faust.transport.consumer.Consumer.resume_partitions": "afe6b7c02a41d63c",
+    "faust.transport.consumer.Consumer._set_active_tps": "401f4dc883191950",
+    "faust.transport.consumer.Consumer._wait_next_records": "6218e1969a636b3f",
+    "faust.transport.consumer.Consumer.on_partitions_revoked": "d04b7ae72c6fc206",
+    "faust.transport.consumer.Consumer.on_partitions_assigned": "29ce96596f05a18c",
     # recovery.py: where recovery ends
     "faust.tables.recovery.Recovery._build_highwaters": "91b4cc0d3724ae7b",
     "faust.tables.recovery.Recovery.active_remaining": "0dcc38568ad5018b",

@@ -49,16 +49,17 @@ class RecordBatches:
         self.max_records = max_records
         self._queue: asyncio.Queue = asyncio.Queue(max_batches)
 
-    async def put(self, generation: int, fetched: list[Any]) -> None:
+    async def put(self, generation: int, tp: TP, fetched: list[Any]) -> None:
         for start in range(0, len(fetched), self.max_records):
             chunk = [SourceRecord(record) for record in fetched[start:start + self.max_records]]
-            await self._queue.put((generation, chunk))
+            await self._queue.put((generation, tp.partition, chunk))
 
-    async def get(self) -> list[SourceRecord]:
+    async def get(self) -> tuple[int, list[SourceRecord]]:
+        """The next batch of the current generation: (its partition, its records in offset order)."""
         while True:
-            generation, records = await self._queue.get()
+            generation, partition, records = await self._queue.get()
             if generation == self._app.consumer_generation_id:
-                return records
+                return partition, records
 
 
 class OrdersConsumer(faust_aiokafka.Consumer):
@@ -126,7 +127,10 @@ class OrdersConsumer(faust_aiokafka.Consumer):
             return
         try:
             while not (self.should_stop or fetcher.should_stop):
-                records, active = await self._wait_next_records(1.0)
+                # Only the active partitions are fetched; a partition a task paused after this fetch still has
+                # its records delivered below (Faust's getmany would drop them, and the fetcher has moved
+                # past them): the pause stops the next fetch, not this one.
+                records, _active = await self._wait_next_records(1.0)
                 await asyncio.sleep(0)  # Faust's loop releases the event loop here too
                 if not records or self.should_stop:
                     continue
@@ -139,14 +143,13 @@ class OrdersConsumer(faust_aiokafka.Consumer):
                 for tp, fetched in records.items():
                     if not self.flow_active or self.app.consumer_generation_id != generation:
                         break
-                    if not fetched or (active is not None and tp not in active
-                                       and tp not in self._buffered_partitions):
+                    if not fetched:
                         continue
                     sink = batches.get(tp.topic)
                     if sink is None:
                         await self._deliver_one_by_one(tp, fetched)
                     else:
-                        await sink.put(generation, fetched)
+                        await sink.put(generation, tp, fetched)
                         self._read_offset[tp] = fetched[-1].offset
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -168,6 +171,21 @@ class OrdersConsumer(faust_aiokafka.Consumer):
                 await self._add_gap(tp, read + 1, message.offset)
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
             self._read_offset[tp] = message.offset
+
+
+def hold_partitions(app: Any, tps: list[tuple[str, int]], paused: bool) -> None:
+    """Stop (or resume) delivering source partitions to the agents: Faust's `Consumer.pause_partitions` and
+    `resume_partitions` take them out of (or put them back in) the active partitions, the only ones
+    `_wait_next_records` asks the fetcher for, on the fast path and the stock path alike; what aiokafka
+    fetched for a paused partition stays in its fetcher until it is resumed, so nothing is skipped. A
+    rebalance forgets the pauses of revoked partitions (`on_partitions_revoked`), and a new owner's task
+    starts unpaused."""
+    consumer = app.consumer
+    topic_partitions = [TP(topic, partition) for topic, partition in tps]
+    if paused:
+        consumer.pause_partitions(topic_partitions)
+    else:
+        consumer.resume_partitions(topic_partitions)
 
 
 class OrdersTransport(faust_aiokafka.Transport):

@@ -69,6 +69,12 @@ class OrderMetrics:
             "orders_unreachable_workers",
             "Other workers that own partitions of the aggregate and did not answer this worker's "
             "/partition-stats/ request at scrape time (the unreachable_workers of /average/).", registry=registry)
+        self._blocked = Gauge(
+            "orders_partition_blocked",
+            "1 while a partition this worker owns is blocked: applying or committing its records failed "
+            "ATTEMPTS_BEFORE_BLOCKED times in a row (a registry that does not answer, an output the broker "
+            "refuses). Its records wait; it keeps trying and returns to 0 once it gets through.",
+            ["partition"], registry=registry)
         self._reasons: dict[str, Counter] = {}
 
     def declare_dead_letter_reasons(self, *reasons: str) -> None:
@@ -112,6 +118,10 @@ class OrderMetrics:
         self._owned_total_price.set(summary["total_price"])
         self._owned_average.set(summary["average"])
         self._owned_in_retry.set(summary["in_retry"])
+
+    def set_partition_blocked(self, partition: int, blocked: bool) -> None:
+        """A partition became blocked (1) or unblocked (0: the series stays, so alerts see it resolve)."""
+        self._blocked.labels(partition=str(partition)).set(1 if blocked else 0)
 
     def set_unreachable_workers(self, count: int) -> None:
         self._unreachable.set(count)

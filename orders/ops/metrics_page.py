@@ -28,9 +28,9 @@ from ..app import (
     metrics_registry,
     order_metrics,
     owned_partition_states,
-    processor,
     settings,
     stats_table,
+    tasks,
     watermarks,
 )
 from ..web.peers import gather_partition_states
@@ -59,8 +59,8 @@ def _lag_of(tp, highwater: int, earliest: int) -> int:
     """On orders: records past the last applied one. On orders-retry: the copies sent and not yet resolved
     (its log also holds the transaction markers of every commit, which are not records)."""
     if tp.topic == settings.retry_topic:
-        part = processor.partitions.get(tp.partition)
-        return 0 if part is None else part.state.in_retry
+        live = tasks.live_states().get(tp.partition)
+        return 0 if live is None else live[0].in_retry
     return partition_lag(highwater, applied_offset(tp), earliest)
 
 

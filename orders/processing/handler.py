@@ -1,10 +1,12 @@
 """The processing rules: how one record of `orders` or `orders-retry` changes its partition.
 
 `OrderHandler` is built from its collaborators (the codec, the failure policy,
-the topics and limits, how to read records the consumer skipped, a clock), so
-every rule can be driven with fakes in a unit test. It changes the partition's
-live state and queues the retry copy or dead letter a record causes in the
-partition's open transaction; the processor commits both together.
+the retry policy, the topics and limits, how to read records the consumer
+skipped, a clock), so every rule can be driven with fakes in a unit test. It
+changes the partition's live state and queues the retry copy or dead letter a
+record causes in the partition's open transaction; the partition task commits
+both together, and puts the committed state back if anything raises
+meanwhile (so a rule may raise at any point without leaving half an order).
 
 The rules:
 - records are applied in offset order per partition and topic; a record at or
@@ -13,14 +15,16 @@ The rules:
   skipped records: the ones in between are read directly and applied first
   (offsets that hold no record, such as transaction markers, yield nothing);
 - a failed attempt goes to `orders-retry`, on the original's partition number,
-  as copy number `retry_seq_sent + 1` of its partition; after MAX_RETRIES
-  retries, or at once when it can never succeed, it goes to the DLQ;
+  as copy number `retry_seq_sent + 1` of its partition; when the retry policy
+  has no retry left, or at once when it can never succeed, it goes to the DLQ;
 - a retry copy is resolved in sequence order: at or below `retry_seq_done`
   it is a duplicate and skipped; beyond `retry_seq_done + 1` the copies in
   between were skipped by the consumer and are read directly first; a copy
-  this partition never sent (no sequence number, another app, another
-  partition, a number beyond `retry_seq_sent`) is dead-lettered as
+  this partition never sent (the policy's orphan rules) is dead-lettered as
   `orphaned-retry` at once, so it never holds anything up;
+- a copy is due at its not-before time, bounded by the retry policy
+  (`due_in_ms`); one that is judged at once (a replay, a duplicate, an orphan,
+  not a retry record) is never held;
 - a dead letter larger than the DLQ topic takes is cut to fit (`too-large`).
 """
 from __future__ import annotations
@@ -33,11 +37,17 @@ from typing import Any
 from avro_codec import AvroCodecError
 
 from ..domain import headers as h
-from ..domain.headers import Attempt, RetryCopy, describe, dlq_headers, retry_copy, retry_headers
+from ..domain.headers import Attempt, describe, dlq_headers, retry_copy, retry_headers
 from ..domain.order import FailureSimulator, InvalidOrder, SimulatedFailure, process_order, validate
-from .partition import DEAD_LETTERED, PROCESSED, RETRIED, Outcome, Partition, label
+from ..domain.retry_policy import RetryPolicy
+from .partition import DEAD_LETTERED, PROCESSED, RETRIED, Outcome, Partition, coordinates, label
 
 log = logging.getLogger("orders")
+
+#: Reads the committed records of one partition with start <= offset < end, at most a page of them, in order.
+ReadPage = Callable[[str, int, int, int], Awaitable[Sequence[Any]]]
+#: A test-only fault point (FAULT_INJECTION_RATE): raises at random, named by where it is.
+FaultPoint = Callable[[str], None]
 
 
 class NotARetryRecord(ValueError):
@@ -48,10 +58,10 @@ class OrphanedRetry(ValueError):
     """A record on the retry topic with retry headers that this partition has no record of sending."""
 
 
-def dead_letter_reason(error: Exception, attempt: int, max_retries: int) -> str | None:
+def dead_letter_reason(error: Exception, attempt: int, policy: RetryPolicy) -> str | None:
     """Why an attempt that failed with `error` ends the order; None when it is retried instead."""
     if isinstance(error, SimulatedFailure):
-        return None if attempt <= max_retries else h.RETRIES_EXHAUSTED
+        return None if policy.retries_left(attempt) else h.RETRIES_EXHAUSTED
     if isinstance(error, AvroCodecError):
         return h.UNDECODABLE
     if isinstance(error, InvalidOrder):
@@ -60,38 +70,50 @@ def dead_letter_reason(error: Exception, attempt: int, max_retries: int) -> str 
 
 
 class OrderHandler:
-    def __init__(self, *, codec: Any, failures: FailureSimulator, app_id: str, orders_topic: str,
-                 retry_topic: str, dlq_topic: str, max_retries: int, retry_delay_s: float,
-                 dead_letter_bytes: int, earliest_offset: Callable[[str, int], Awaitable[int]],
-                 read_missed: Callable[[str, int, int, int], Awaitable[Sequence[Any]]],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, codec: Any, failures: FailureSimulator, policy: RetryPolicy, retry_topic: str,
+                 dlq_topic: str, dead_letter_bytes: int, earliest_offset: Callable[[str, int], Awaitable[int]],
+                 read_page: ReadPage, clock: Callable[[], float] = time.time,
+                 fault: FaultPoint | None = None) -> None:
         self.codec = codec
         self.failures = failures
-        self.app_id = app_id
-        self.orders_topic = orders_topic
+        self.policy = policy
+        self.orders_topic = policy.orders_topic
         self.retry_topic = retry_topic
         self.dlq_topic = dlq_topic
-        self.max_retries = max_retries
-        self.retry_delay_s = retry_delay_s
         self.dead_letter_bytes = dead_letter_bytes
         self.earliest_offset = earliest_offset
-        self.read_missed = read_missed
+        self.read_page = read_page
         self.clock = clock
+        self.fault = fault
+        #: (partition, offset) of the last copy whose not-before was cut short, so it is logged once
+        self._clamped: tuple[int, int] | None = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    # -- what the processor asks before applying ------------------------------
+    # -- what the partition task asks before applying a retry copy ------------
 
-    @staticmethod
-    def is_replay(part: Partition, msg: Any) -> bool:
+    def due_in_ms(self, part: Partition, msg: Any, first_seen_ms: int) -> int:
+        """How long a record of the retry topic must still wait: 0 when it is due, or when it is judged
+        without waiting (a replay, not a retry record, an orphan, a duplicate)."""
         expected = part.state.next_offset(msg.topic)
-        return expected is not None and msg.offset < expected
-
-    def due_in_s(self, msg: Any) -> float:
-        """How long a retry copy must still wait for its not-before time (0: due, or not a retry copy)."""
+        if expected is not None and msg.offset < expected:
+            return 0
         copy = retry_copy(msg.headers)
-        return 0.0 if copy is None else max(0.0, (copy.attempt.not_before_ms - self.now_ms()) / 1000)
+        if copy is None or copy.seq is None or copy.seq <= part.state.retry_seq_done:
+            return 0
+        if self.policy.orphan_reason(copy, part.number, part.state.retry_seq_sent) is not None:
+            return 0
+        written_ms = None if msg.timestamp is None else int(msg.timestamp * 1000)
+        due_ms = self.policy.due_at_ms(copy, written_ms, first_seen_ms)
+        if due_ms < copy.attempt.not_before_ms and self._clamped != (msg.partition, msg.offset):
+            self._clamped = (msg.partition, msg.offset)
+            log.warning("%s: x-not-before-ms %d lies %.0f s past what this app would have set (the copy's "
+                        "timestamp or its arrival here plus RETRY_DELAY_SECONDS %.1f and the allowance %.1f s); "
+                        "it is tried from %d instead", coordinates(msg), copy.attempt.not_before_ms,
+                        (copy.attempt.not_before_ms - due_ms) / 1000, self.policy.delay_s,
+                        self.policy.not_before_allowance_s, due_ms)
+        return max(0, due_ms - self.now_ms())
 
     # -- applying -------------------------------------------------------------
 
@@ -112,17 +134,24 @@ class OrderHandler:
         return True
 
     async def _apply_skipped(self, part: Partition, topic: str, start: int, end: int, *, is_retry: bool) -> None:
+        """Read offsets start..end-1 directly, a page at a time, and apply the records found."""
         log.warning("%s[%d]: reading offsets %d-%d directly, the consumer did not deliver them",
                     topic, part.number, start, end - 1)
-        missed = await self.read_missed(topic, part.number, start, end)
-        if missed:
-            log.warning("%s[%d]: applying %d skipped record(s) first", topic, part.number, len(missed))
-        for record in missed:
-            if is_retry:
-                await self._resolve_copy(part, record)
-            else:
-                await self._attempt(part, record, Attempt(record.topic, record.partition, record.offset))
-            part.state.mark_applied(record.topic, record.offset)
+        found = 0
+        while start < end:
+            page = await self.read_page(topic, part.number, start, end)
+            if not page:
+                break
+            for record in page:
+                if is_retry:
+                    await self._resolve_copy(part, record)
+                else:
+                    await self._attempt(part, record, Attempt(record.topic, record.partition, record.offset))
+                part.state.mark_applied(record.topic, record.offset)
+            found += len(page)
+            start = page[-1].offset + 1
+        if found:
+            log.warning("%s[%d]: applied %d skipped record(s) first", topic, part.number, found)
 
     async def _resolve_copy(self, part: Partition, msg: Any) -> None:
         copy = retry_copy(msg.headers)
@@ -131,7 +160,7 @@ class OrderHandler:
             self._dead_letter(part, msg, Attempt(msg.topic, msg.partition, msg.offset), h.NOT_A_RETRY_RECORD, error,
                               None)
             return
-        why = self._orphan_reason(part, msg, copy)
+        why = self.policy.orphan_reason(copy, msg.partition, part.state.retry_seq_sent)
         if why is not None:
             self._dead_letter(part, msg, copy.attempt, h.ORPHANED_RETRY, OrphanedRetry(why), None)
             return
@@ -148,21 +177,10 @@ class OrderHandler:
             if copy.seq > state.retry_seq_done + 1:
                 log.warning("%s[%d]: retry copies %d-%d are not in the topic (retention?); their orders stay "
                             "unresolved", msg.topic, part.number, state.retry_seq_done + 1, copy.seq - 1)
-        state.retry_seq_done = copy.seq
         await self._attempt(part, msg, copy.attempt)
-
-    def _orphan_reason(self, part: Partition, msg: Any, copy: RetryCopy) -> str | None:
-        """Why this partition cannot have sent the copy; None when it can."""
-        if copy.seq is None:
-            return f"no {h.RETRY_SEQ} header: written by hand or by an older version of the app"
-        if copy.app_id != self.app_id:
-            return f"sent by app {copy.app_id!r}, not {self.app_id!r}"
-        if (copy.attempt.topic, copy.attempt.partition) != (self.orders_topic, msg.partition):
-            return (f"its original {copy.attempt.origin_key} is not on partition {msg.partition} of "
-                    f"{self.orders_topic}")
-        if copy.seq > part.state.retry_seq_sent:
-            return f"copy {copy.seq} was never sent: partition {part.number} sent {part.state.retry_seq_sent}"
-        return None
+        if self.fault:
+            self.fault("copy-attempted")
+        state.retry_seq_done = copy.seq
 
     def apply_next(self, part: Partition, msg: Any) -> bool:
         """The hot path of `orders`, without awaiting: apply a record at the partition's next offset whose
@@ -178,8 +196,20 @@ class OrderHandler:
             if record is None:
                 return False
             self._process(part, msg, record, 1, None)
+        if self.fault:
+            self.fault("applied")
         part.state.applied[msg.topic] = msg.offset
         return True
+
+    def give_up(self, part: Partition, msg: Any, error: Exception) -> None:
+        """Dead-letter a record whose processing keeps raising an error no rule classifies
+        (`processing-error`), and mark it applied; a retry copy counts as resolved."""
+        copy = retry_copy(msg.headers) if msg.topic == self.retry_topic else None
+        attempt = copy.attempt if copy is not None else Attempt(msg.topic, msg.partition, msg.offset)
+        self._dead_letter(part, msg, attempt, h.PROCESSING_ERROR, error, None)
+        if copy is not None and copy.seq is not None and copy.seq == part.state.retry_seq_done + 1:
+            part.state.retry_seq_done = copy.seq
+        part.state.mark_applied(msg.topic, msg.offset)
 
     async def _attempt(self, part: Partition, msg: Any, attempt: Attempt) -> None:
         """Decode (waiting for the registry on a schema not cached yet), then process the attempt."""
@@ -207,7 +237,7 @@ class OrderHandler:
         part.outcomes.append(Outcome(PROCESSED, msg, record, number, latency))
 
     def _failed(self, part: Partition, msg: Any, attempt: Attempt, record: dict | None, error: Exception) -> None:
-        reason = dead_letter_reason(error, attempt.number, self.max_retries)
+        reason = dead_letter_reason(error, attempt.number, self.policy)
         if reason is None:
             self._retry(part, msg, attempt, error, record)
         else:
@@ -215,14 +245,16 @@ class OrderHandler:
 
     def _retry(self, part: Partition, msg: Any, attempt: Attempt, error: Exception, record: dict | None) -> None:
         now_ms = self.now_ms()
-        headers = retry_headers(attempt, error, now_ms, self.retry_delay_s, seq=part.state.retry_seq_sent + 1,
-                                app_id=self.app_id)
+        headers = retry_headers(attempt, error, now_ms, self.policy.not_before_ms(now_ms),
+                                seq=part.state.retry_seq_sent + 1, app_id=self.policy.app_id)
         if h.record_bytes(msg.key, msg.value, headers) > self.dead_letter_bytes:
             self._dead_letter(part, msg, attempt, h.TOO_LARGE, error, record)
             return
         # The record's timestamp is the failure time its not-before counts from.
         part.output.produce(self.retry_topic, key=msg.key, value=msg.value, headers=headers,
-                            partition=attempt.partition, timestamp_ms=now_ms)
+                            partition=attempt.partition, timestamp_ms=now_ms, source=msg)
+        if self.fault:
+            self.fault("retry-queued")
         part.state.next_retry_seq()
         part.outcomes.append(Outcome(RETRIED, msg, record, attempt.number, detail=str(error)))
 
@@ -233,6 +265,9 @@ class OrderHandler:
         if h.record_bytes(msg.key, value, headers) > self.dead_letter_bytes:
             value, headers = h.shrink_dead_letter(msg.key, value, headers, self.dead_letter_bytes)
             reason = h.TOO_LARGE
-        part.output.produce(self.dlq_topic, key=msg.key, value=value, headers=headers)
+        part.output.produce(self.dlq_topic, key=msg.key, value=value, headers=headers, source=msg)
+        if self.fault:
+            self.fault("dead-letter-queued")
         part.state.dead_letters += 1
         part.outcomes.append(Outcome(DEAD_LETTERED, msg, record, attempt.number, reason=reason, detail=describe(error)))
+

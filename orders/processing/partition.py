@@ -1,16 +1,16 @@
-"""One source partition this worker owns: its live state, its last committed state, its transaction.
+"""One source partition this worker owns: its live state, its last committed state, its open transaction.
 
 The live state runs ahead of the committed one by the records applied in the
-open transaction (`uncommitted` of them); `/average/` shows the live state, as
-Kafka Streams' interactive queries show a store's uncommitted writes. A commit
-makes the live state the committed one; an abort puts the committed one back,
-and the records applied since are applied again. What the applied records did
-(for the metrics and the console) is kept as outcomes until their transaction
+open transaction (`uncommitted` of them, kept in `applied` so they can be
+applied again); `/average/` shows the live state, as Kafka Streams'
+interactive queries show a store's uncommitted writes. A commit makes the
+live state the committed one; an abort puts the committed one back, and the
+records applied since are applied again. What the applied records did (for
+the metrics and the console) is kept as outcomes until their transaction
 commits, so no counter counts what a crash or an abort takes back.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Any, NamedTuple
 
 from ..domain.partition_state import PartitionState
@@ -18,6 +18,11 @@ from ..domain.partition_state import PartitionState
 PROCESSED = "processed"
 RETRIED = "retried"
 DEAD_LETTERED = "dead-lettered"
+
+
+def coordinates(msg: Any) -> str:
+    """`topic[partition]@offset`: how logs and errors name a record."""
+    return f"{msg.topic}[{msg.partition}]@{msg.offset}"
 
 
 class Outcome(NamedTuple):
@@ -45,7 +50,7 @@ class Outcome(NamedTuple):
 def label(order: dict | None, msg: Any) -> str:
     """How the console names a record: its orderId when it has one, and where it came from."""
     order_id = order.get("orderId") if isinstance(order, dict) else None
-    return f"{order_id or '<no orderId>'} ({msg.topic}[{msg.partition}]@{msg.offset})"
+    return f"{order_id or '<no orderId>'} ({coordinates(msg)})"
 
 
 class Partition:
@@ -54,34 +59,37 @@ class Partition:
         self.state = state
         self.committed = state.copy()
         self.output = output
-        #: held while records are applied or the transaction commits: one of them at a time
-        self.lock = asyncio.Lock()
         self.outcomes: list[Outcome] = []
+        #: the delivered records applied in the open transaction, in the order they were applied
+        self.applied: list[Any] = []
         #: monotonic time of the first change since the last commit; None when nothing is uncommitted
         self.changed_at: float | None = None
-        #: records applied since the last commit
-        self.uncommitted = 0
         #: let go (revoked, shut down) or taken over by another worker (our producer was fenced):
         #: apply nothing more to this object
         self.lost = False
 
+    @property
+    def uncommitted(self) -> int:
+        """Records applied since the last commit."""
+        return len(self.applied)
+
     def changed(self, now: float) -> None:
-        """A record was applied."""
-        self.uncommitted += 1
+        """Records were applied (and appended to `applied`)."""
         if self.changed_at is None:
             self.changed_at = now
 
-    def restore(self) -> None:
-        """Back to the last committed state; what was applied since is forgotten."""
+    def restore(self) -> list[Any]:
+        """Back to the last committed state; return the records applied since, to be applied again."""
         self.state = self.committed.copy()
         self.outcomes.clear()
         self.changed_at = None
-        self.uncommitted = 0
+        applied, self.applied = self.applied, []
+        return applied
 
     def mark_committed(self) -> list[Outcome]:
         """The live state is committed; return the outcomes of the transaction."""
         self.committed = self.state.copy()
         outcomes, self.outcomes = self.outcomes, []
         self.changed_at = None
-        self.uncommitted = 0
+        self.applied = []
         return outcomes

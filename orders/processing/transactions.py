@@ -16,7 +16,9 @@ refused with a fatal error, so it cannot write anything for a partition it
 lost.
 
 librdkafka's calls that wait (init, commit, abort) run in a thread; produce()
-only queues and returns.
+only queues and returns: with librdkafka's local queue full it raises
+(`Failure.ABORT`) rather than wait on the event loop, and the partition
+commits what it has in smaller transactions.
 """
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ import asyncio
 import enum
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from ..kafka_io import FENCED_OR_FATAL, MAX_MESSAGE_BYTES, QUEUE_FULL_POLL_SECONDS
+from ..kafka_io import FENCED_OR_FATAL, MAX_MESSAGE_BYTES
+from .partition import coordinates
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +52,25 @@ class Failure(enum.Enum):
     FATAL = "fatal"
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """An output record the broker refused: where it was going, the record that caused it, and why."""
+
+    topic: str
+    source: Any
+    reason: str
+
+    def __str__(self) -> str:
+        origin = "" if self.source is None else f" (caused by {coordinates(self.source)})"
+        return f"{self.topic} refused a record{origin}: {self.reason}"
+
+
 class TransactionError(Exception):
-    def __init__(self, failure: Failure, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, failure: Failure, message: str, refusal: Refusal | None = None) -> None:
+        super().__init__(message if refusal is None else f"{message}; {refusal}")
         self.failure = failure
+        #: the first output record the broker refused in the transaction, when one was
+        self.refusal = refusal
 
 
 def classify(exc: KafkaException) -> TransactionError:
@@ -78,6 +97,8 @@ class PartitionOutput:
             "message.max.bytes": MAX_MESSAGE_BYTES, "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
             "linger.ms": 5, "log_level": 2})
         self.in_transaction = False
+        #: the first record of the open transaction the broker refused (its delivery report said why)
+        self.refusal: Refusal | None = None
 
     async def start(self) -> None:
         """Register the transactional id with the broker, fencing earlier producers of the same id."""
@@ -85,37 +106,51 @@ class PartitionOutput:
 
     def produce(self, topic: str, *, key: bytes | None, value: bytes | None,
                 headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None,
-                timestamp_ms: int | None = None, on_delivery: Callable | None = None) -> None:
-        """Queue a record in the open transaction (opening one if none is)."""
+                timestamp_ms: int | None = None, on_delivery: Callable | None = None, source: Any = None) -> None:
+        """Queue a record in the open transaction (opening one if none is). `source` is the record that
+        caused it: a refusal by the broker names it."""
         try:
             if not self.in_transaction:
                 self._producer.begin_transaction()
                 self.in_transaction = True
-            extra: dict[str, Any] = {}
+                self.refusal = None
+            extra: dict[str, Any] = {"on_delivery": on_delivery or self._refused_by(topic, source)}
             if partition is not None:
                 extra["partition"] = partition
             if timestamp_ms is not None:
                 extra["timestamp"] = timestamp_ms
-            if on_delivery is not None:
-                extra["on_delivery"] = on_delivery
-            while True:
+            try:
+                self._producer.produce(topic, key=key, value=value, headers=list(headers or ()), **extra)
+            except BufferError:  # the local queue is full: serve what was delivered, then try once more
+                self._producer.poll(0)
                 try:
                     self._producer.produce(topic, key=key, value=value, headers=list(headers or ()), **extra)
-                    break
-                except BufferError:  # the local queue is full: let deliveries drain it
-                    self._producer.poll(QUEUE_FULL_POLL_SECONDS)
+                except BufferError:
+                    raise TransactionError(Failure.ABORT, f"the producer's local queue is full "
+                                           f"({len(self._producer)} records waiting)") from None
         except KafkaException as exc:
             raise classify(exc) from exc
+
+    def _refused_by(self, topic: str, source: Any) -> Callable[[Any, Any], None]:
+        def on_delivery(err: Any, _msg: Any) -> None:
+            if err is not None and self.refusal is None:
+                self.refusal = Refusal(topic, source, err.str())
+        return on_delivery
 
     async def commit(self) -> None:
         """Commit the open transaction (a no-op without one); TransactionError says what to do next."""
         if self.in_transaction:
-            await self._call(self._producer.commit_transaction, CALL_TIMEOUT_S)
+            try:
+                await self._call(self._producer.commit_transaction, CALL_TIMEOUT_S)
+            except TransactionError as exc:
+                raise TransactionError(exc.failure, str(exc), self.refusal) from exc
             self.in_transaction = False
 
     async def abort(self) -> None:
-        await self._call(self._producer.abort_transaction, CALL_TIMEOUT_S)
-        self.in_transaction = False
+        """Abort the open transaction (a no-op without one): nothing it queued becomes visible."""
+        if self.in_transaction:
+            await self._call(self._producer.abort_transaction, CALL_TIMEOUT_S)
+            self.in_transaction = False
 
     def close(self) -> None:
         """Drop the producer; an open transaction is aborted by the broker (or by the next owner's start).

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..app import app, owned_partition_states, settings, stats_table
+from ..app import app, owned_partition_states, settings, stats_table, tasks
 from ..domain.partition_state import summarize
+from ..ops.health import readiness
 from .peers import UNCOMMITTED, gather_partition_states
 
 LIVE_HTML = (Path(__file__).resolve().parent / "live.html").read_text(encoding="utf-8")
@@ -39,3 +40,16 @@ async def average(web, request):
     return web.json({**summarize(state for state, _n in reports.values()),
                      UNCOMMITTED: sum(n for _state, n in reports.values()), "partitions": len(reports),
                      "unreachable_workers": unreachable})
+
+
+@app.page("/healthz")
+async def healthz(web, request):
+    """Liveness: the process and its event loop answer. Asks no other service."""
+    return web.json({"status": "ok"})
+
+
+@app.page("/readyz")
+async def readyz(web, request):
+    """Readiness: 200 when this worker does its share now, 503 with the reasons otherwise."""
+    report = readiness(app, tasks)
+    return web.json(report, status=200 if report["ready"] else 503)

@@ -50,7 +50,7 @@ def test_an_orphaned_retry_record_is_dead_lettered_at_once_and_holds_up_neither_
     worker = start_worker(PARTITIONS=1, RETRY_DELAY_SECONDS=delay, SIMULATED_FAILURES="f-0:1,f-1:1,f-2:1")
     wait_for_topics(names.orders, names.retry)
     # Well-formed retry headers whose original is not in `orders` (another app, a recreated topic, by hand).
-    ghost = retry_headers(Attempt(names.orders, 0, 999), RuntimeError("long ago"), 0, 0.0, seq=1,
+    ghost = retry_headers(Attempt(names.orders, 0, 999), RuntimeError("long ago"), 0, 0, seq=1,
                           app_id=names.app_id)
     produce(names.retry, [(b"ghost", order_codec.encode({"orderId": "ghost", "product": "p", "price": 1.0}))],
             headers=ghost)

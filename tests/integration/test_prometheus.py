@@ -3,79 +3,15 @@ their unit tests, and every panel of the Grafana dashboard returns data."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
-import urllib.parse
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, drained, free_port, orders_with_prices, produce, produce_orders, wait_for_topics, wait_until
+from .conftest import drained, orders_with_prices, produce, produce_orders, wait_for_topics, wait_until
+from .prometheus import MONITORING, RULES, Prometheus, tool
 
-MONITORING = ROOT / "monitoring"
-RULES = MONITORING / "prometheus" / "alerts.yml"
 DASHBOARD = MONITORING / "grafana" / "dashboards" / "orders.json"
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} not found on PATH: scripts/setup installs Debian's prometheus package"
-    return path
-
-
-class Prometheus:
-    """A Prometheus server on a free port, scraping `targets` every second with the repository's rules."""
-
-    def __init__(self, workdir: Path, targets: list[str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = workdir / "prometheus.yml"
-        config.write_text(json.dumps({  # JSON is YAML
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "orders-app", "metrics_path": "/metrics",
-                                "static_configs": [{"targets": targets}]}]}))
-        self.log = open(workdir / "prometheus.log", "wb")
-        self.proc = subprocess.Popen(
-            [tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(self._ready, 60, "Prometheus to be ready")
-        # Scraped before anything happens, as in production: increase() needs a sample before the first event.
-        wait_until(lambda: [s["value"][1] for s in self.query("up")] == ["1"] * len(targets), 30,
-                   "a first successful scrape of every worker")
-
-    def _ready(self) -> bool:
-        assert self.proc.poll() is None, f"prometheus exited with {self.proc.returncode}"
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
-
-    def api(self, path: str, **params: str) -> dict:
-        query = urllib.parse.urlencode(params)
-        with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as resp:
-            body = json.loads(resp.read())
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict]:
-        return self.api("query", query=expr)["result"]
-
-    def scalar(self, expr: str) -> float | None:
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if result else None
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 @pytest.fixture
@@ -114,7 +50,7 @@ def test_prometheus_scrapes_both_workers_and_its_figures_agree_with_the_aggregat
 
         rules = [rule["name"] for group in prometheus.api("rules")["groups"] for rule in group["rules"]]
         assert rules == ["OrdersDeadLettered", "OrdersConsumerLagGrowing", "OrdersWorkerDown",
-                         "OrdersWorkersUnreachable", "OrdersStuckInRetry"]
+                         "OrdersWorkersUnreachable", "OrdersStuckInRetry", "OrdersPartitionBlocked"]
         # One alert per reason: the retries-exhausted one can fire a rule evaluation before the undecodable one.
         firing = wait_until(lambda: (alerts := [a for a in prometheus.api("alerts")["alerts"]
                                                 if a["labels"]["alertname"] == "OrdersDeadLettered"
@@ -151,7 +87,7 @@ def test_every_dashboard_panel_returns_data_from_the_real_prometheus(names, two_
 
 def test_the_alert_rules_are_valid_and_pass_their_unit_tests():
     checked = subprocess.run([tool("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True)
-    assert checked.returncode == 0 and "SUCCESS: 5 rules found" in checked.stdout, checked.stdout + checked.stderr
+    assert checked.returncode == 0 and "SUCCESS: 6 rules found" in checked.stdout, checked.stdout + checked.stderr
     tested = subprocess.run([tool("promtool"), "test", "rules", "alerts_test.yml"], cwd=RULES.parent,
                             capture_output=True, text=True)
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr

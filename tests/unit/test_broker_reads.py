@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
+import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from orders.app import _until_answered
@@ -25,4 +27,13 @@ def test_a_read_that_fails_while_the_broker_restarts_is_asked_again_until_it_ans
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 3 and all(w.startswith("earliest offset of orders-retry[2]: Kafka did not answer")
                                       for w in warnings)
-    assert "Not leader for partition" in warnings[1] and "asking again in 0.4s" in warnings[1]
+    assert "Not leader for partition" in warnings[1]
+    assert re.search(r"asking again in 0\.[345]s", warnings[1]), "the second delay: 0.4 s, give or take its jitter"
+
+
+def test_a_read_the_broker_never_answers_gives_up_after_its_bound():
+    def read() -> int:
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
+
+    with pytest.raises(KafkaException):
+        asyncio.run(_until_answered("earliest offset of orders[0]", read, timeout_s=0.5))

@@ -11,6 +11,7 @@ from avro_codec import AvroRecordCodec, load_schema
 from orders.domain import headers as h
 from orders.domain.order import FailureSimulator
 from orders.domain.partition_state import PartitionState
+from orders.domain.retry_policy import RetryPolicy
 from orders.processing.handler import OrderHandler
 from orders.processing.partition import DEAD_LETTERED, PROCESSED, RETRIED, Partition
 
@@ -49,11 +50,13 @@ class Rig:
         self.on_topic = on_topic or []  # records a direct read finds
         self.reads: list[tuple] = []
         self.part = Partition(partition, PartitionState(), FakeOutput())
+        self.now = NOW_S
+        self.policy = RetryPolicy(max_retries=max_retries, delay_s=2.0, not_before_allowance_s=1.0, app_id=APP_ID,
+                                  orders_topic=ORDERS)
         self.handler = OrderHandler(
-            codec=self.codec, failures=FailureSimulator(0.0, forced=failures or {}), app_id=APP_ID,
-            orders_topic=ORDERS, retry_topic=RETRY, dlq_topic=DLQ, max_retries=max_retries, retry_delay_s=2.0,
-            dead_letter_bytes=dead_letter_bytes, earliest_offset=self._earliest(earliest),
-            read_missed=self._read, clock=lambda: NOW_S)
+            codec=self.codec, failures=FailureSimulator(0.0, forced=failures or {}), policy=self.policy,
+            retry_topic=RETRY, dlq_topic=DLQ, dead_letter_bytes=dead_letter_bytes,
+            earliest_offset=self._earliest(earliest), read_page=self._read, clock=lambda: self.now)
 
     @staticmethod
     def _earliest(offset: int):
@@ -178,7 +181,7 @@ def test_a_failed_first_attempt_goes_to_retry_on_the_same_partition_numbered_and
     assert (headers[h.ORIGINAL_PARTITION], headers[h.ORIGINAL_OFFSET]) == (b"2", b"5")
     assert (headers[h.RETRY_SEQ], headers[h.RETRY_APP_ID]) == (b"1", APP_ID.encode())
     assert (rig.state.retries, rig.state.in_retry, rig.state.orders) == (1, 1, 0)
-    assert rig.handler.due_in_s(rig.copies()[0]) == pytest.approx(2.0)
+    assert rig.handler.due_in_ms(rig.part, rig.copies()[0], first_seen_ms=int(NOW_S * 1000)) == 2000
 
 
 # -- retry copies ---------------------------------------------------------------
@@ -305,3 +308,114 @@ def test_the_hot_path_leaves_a_record_whose_schema_is_not_cached_to_apply():
     unseen = message(ORDERS, 0, 1, b"o-1", b"\x00\x00\x00\x00\x07" + rig.order("o-1", 1).value[5:])
     assert rig.handler.apply_next(rig.part, unseen) is False
     assert rig.state.applied[ORDERS] == 0
+
+
+# -- when a retry copy is due ------------------------------------------------------
+
+DAY_MS = 86_400_000
+
+
+def with_not_before(copy, not_before_ms: int, timestamp_s: float | None = None):
+    """The same copy, its x-not-before-ms (and optionally its timestamp) changed."""
+    headers = [(n, str(not_before_ms).encode() if n == h.NOT_BEFORE_MS else v) for n, v in copy.headers]
+    return message(RETRY, copy.partition, copy.offset, copy.key, copy.value, headers,
+                   timestamp=copy.timestamp if timestamp_s is None else timestamp_s)
+
+
+def test_a_copy_whose_not_before_lies_a_day_ahead_is_due_at_its_timestamp_plus_the_delay_and_allowance(caplog):
+    rig = Rig(failures={"o-1": 1})
+    rig.apply(rig.order("o-1", 0))
+    (copy,) = rig.copies()
+    now_ms = int(NOW_S * 1000)
+    skewed = with_not_before(copy, now_ms + DAY_MS, timestamp_s=NOW_S - 1.0)
+    # written a second ago: the policy would have set 2 s of delay, and allows 1 s more
+    assert rig.handler.due_in_ms(rig.part, skewed, first_seen_ms=now_ms) == 2000
+    rig.handler.due_in_ms(rig.part, skewed, first_seen_ms=now_ms)
+    clamped = [r for r in caplog.records if "lies" in r.getMessage()]
+    assert len(clamped) == 1 and f"{RETRY}[0]@0" in clamped[0].getMessage(), "logged once, with its coordinates"
+
+
+def test_a_copy_from_a_clock_running_ahead_waits_no_longer_than_the_delay_and_allowance_after_it_arrived():
+    rig = Rig(failures={"o-1": 1})
+    rig.apply(rig.order("o-1", 0))
+    (copy,) = rig.copies()
+    now_ms = int(NOW_S * 1000)
+    ahead = with_not_before(copy, now_ms + 3_600_000 + 2000, timestamp_s=NOW_S + 3600)  # a writer an hour ahead
+    assert rig.handler.due_in_ms(rig.part, ahead, first_seen_ms=now_ms - 1000) == 2000
+
+
+def test_a_copy_written_with_a_shorter_delay_than_now_is_due_at_its_own_not_before():
+    rig = Rig(failures={"o-1": 1})
+    rig.apply(rig.order("o-1", 0))
+    (copy,) = rig.copies()
+    now_ms = int(NOW_S * 1000)
+    assert rig.handler.due_in_ms(rig.part, with_not_before(copy, now_ms + 500), first_seen_ms=now_ms) == 500
+    assert rig.handler.due_in_ms(rig.part, with_not_before(copy, now_ms - 500), first_seen_ms=now_ms) == 0
+
+
+@pytest.mark.parametrize("case", ["orphan", "no headers", "duplicate", "replay"])
+def test_a_copy_judged_without_waiting_is_due_at_once_whatever_its_not_before(case):
+    rig = Rig(failures={"o-1": 1})
+    rig.apply(rig.order("o-1", 0))
+    (copy,) = rig.copies()
+    far = with_not_before(copy, int(NOW_S * 1000) + DAY_MS)
+    if case == "orphan":
+        far = message(RETRY, 0, 0, far.key, far.value, [(n, b"7" if n == h.RETRY_SEQ else v) for n, v in far.headers])
+    elif case == "no headers":
+        far = message(RETRY, 0, 0, b"x", b"whatever")
+    else:
+        rig.apply(copy, is_retry=True)
+        if case == "replay":
+            far.offset = 0
+        else:
+            far.offset = 1
+    assert rig.handler.due_in_ms(rig.part, far, first_seen_ms=int(NOW_S * 1000)) == 0
+
+
+# -- errors while applying -----------------------------------------------------------
+
+def test_an_error_while_a_copy_is_attempted_leaves_it_unresolved():
+    rig = Rig(failures={"o-1": 1})
+    rig.apply(rig.order("o-1", 0))
+    (copy,) = rig.copies()
+
+    def fault(point: str) -> None:
+        if point == "copy-attempted":
+            raise RuntimeError("boom")
+    rig.handler.fault = fault
+    with pytest.raises(RuntimeError):
+        rig.apply(copy, is_retry=True)
+    assert (rig.state.retry_seq_done, rig.state.in_retry, RETRY in rig.state.applied) == (0, 1, False)
+
+
+def test_giving_up_on_a_copy_dead_letters_it_as_processing_error_and_resolves_it():
+    rig = Rig(failures={"o-1": 1})
+    rig.apply(rig.order("o-1", 0))
+    (copy,) = rig.copies()
+    rig.handler.give_up(rig.part, copy, RuntimeError("keeps failing"))
+    (dead,) = rig.output.to(DLQ)
+    headers = dict(dead["headers"])
+    assert (headers[h.DLQ_REASON], headers[h.ERROR_TYPE], headers[h.ATTEMPTS]) == (b"processing-error",
+                                                                                  b"RuntimeError", b"2")
+    assert (headers[h.ORIGINAL_TOPIC], headers[h.ORIGINAL_OFFSET]) == (ORDERS.encode(), b"0")
+    assert (rig.state.in_retry, rig.state.dead_letters, rig.state.applied[RETRY]) == (0, 1, 0)
+
+
+def test_outputs_name_the_record_that_caused_them():
+    rig = Rig(failures={"o-1": 1})
+    original = rig.order("o-1", 0)
+    rig.apply(original, message(ORDERS, 0, 1, b"junk", b"junk"))
+    assert [record["source"].offset for record in rig.output.sent] == [0, 1]
+
+
+def test_a_long_gap_is_read_a_page_at_a_time():
+    skipped = [Rig().order(f"o-{i}", i) for i in range(1, 8)]
+    rig = Rig(on_topic=skipped)
+
+    async def read_page(topic, partition, start, end):
+        rig.reads.append((topic, partition, start, end))
+        return [m for m in skipped if start <= m.offset < end][:3]
+    rig.handler.read_page = read_page
+    rig.apply(rig.order("o-0", 0), rig.order("o-8", 8))
+    assert rig.reads == [(ORDERS, 0, 1, 8), (ORDERS, 0, 4, 8), (ORDERS, 0, 7, 8)]
+    assert (rig.state.orders, rig.state.applied[ORDERS]) == (9, 8)

@@ -25,21 +25,22 @@ def test_a_record_without_retry_headers_is_not_a_retry():
 
 def test_retry_headers_carry_the_next_attempt_and_the_original():
     first = Attempt("orders", 2, 40)
-    headers = retry_headers(first, RuntimeError("boom"), now_ms=1_000, delay_s=2.0, seq=7, app_id="orders-app")
+    headers = retry_headers(first, RuntimeError("boom"), now_ms=1_000, not_before_ms=3_000, seq=7,
+                            app_id="orders-app")
     second = retry_attempt(headers)
     assert second == Attempt("orders", 2, 40, number=2, first_failure_ms=1_000, not_before_ms=3_000)
-    third = retry_attempt(retry_headers(second, RuntimeError("again"), 5_000, 2.0, seq=8, app_id="orders-app"))
+    third = retry_attempt(retry_headers(second, RuntimeError("again"), 5_000, 7_000, seq=8, app_id="orders-app"))
     assert (third.number, third.first_failure_ms, third.origin_key) == (3, 1_000, "orders/2/40")
 
 
 def test_a_retry_copy_names_its_sequence_number_and_app():
-    headers = retry_headers(Attempt("orders", 2, 40), RuntimeError("boom"), 1_000, 2.0, seq=7, app_id="orders-app")
+    headers = retry_headers(Attempt("orders", 2, 40), RuntimeError("boom"), 1_000, 3_000, seq=7, app_id="orders-app")
     copy = retry_copy(headers)
     assert (copy.seq, copy.app_id, copy.attempt.number) == (7, "orders-app", 2)
 
 
 def test_a_copy_without_a_sequence_number_is_still_a_copy_but_says_so():
-    headers = [(name, raw) for name, raw in retry_headers(Attempt("orders", 2, 40), RuntimeError("x"), 1, 2.0,
+    headers = [(name, raw) for name, raw in retry_headers(Attempt("orders", 2, 40), RuntimeError("x"), 1, 2_001,
                                                           seq=1, app_id="a") if name not in (RETRY_SEQ, RETRY_APP_ID)]
     copy = retry_copy(headers)
     assert (copy.seq, copy.app_id) == (None, None)

@@ -1,0 +1,53 @@
+"""Tells the metrics and the console what a committed transaction did (never before it commits)."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from ..domain.retry_policy import RetryPolicy
+from ..ops.activity_log import ActivityLog
+from ..ops.metrics import OrderMetrics
+from .partition import DEAD_LETTERED, PROCESSED, RETRIED, Outcome
+
+log = logging.getLogger("orders")
+
+
+class Reporter:
+    def __init__(self, *, metrics: OrderMetrics, activity: ActivityLog, policy: RetryPolicy, retry_topic: str,
+                 summary: Callable[[], dict]) -> None:
+        self.metrics = metrics
+        self.activity = activity
+        self.policy = policy
+        self.retry_topic = retry_topic
+        #: the aggregate over this worker's partitions, for the per-order lines
+        self.summary = summary
+
+    def report(self, outcomes: Iterable[Outcome]) -> None:
+        """Metrics and console lines for the outcomes of one committed transaction."""
+        summary = None
+        processed = resolved_copies = 0
+        for outcome in outcomes:
+            if outcome.msg.topic == self.retry_topic:
+                resolved_copies += 1
+            if outcome.kind == PROCESSED:
+                processed += 1
+                self.metrics.observe_latency(outcome.latency_s)
+                if self.activity.record(PROCESSED):
+                    summary = summary or self.summary()
+                    order = outcome.order or {}
+                    log.info("processed %s %s %.2f %s x%s (attempt %d) | orders=%d average=%.2f",
+                             order.get("orderId"), order.get("product"), order.get("price", 0.0),
+                             order.get("currency", "?"), order.get("quantity", "?"), outcome.attempt,
+                             summary["orders"], summary["average"])
+            elif outcome.kind == RETRIED:
+                self.metrics.retried()
+                if self.activity.record(RETRIED):
+                    log.warning("retry %s: attempt %d of %d failed (%s); next in %.1fs", outcome.label,
+                                outcome.attempt, self.policy.attempts, outcome.detail, self.policy.delay_s)
+            elif outcome.kind == DEAD_LETTERED:
+                self.metrics.dead_lettered(outcome.reason)
+                if self.activity.record(DEAD_LETTERED):
+                    log.error("dead-letter %s after %d attempt(s): %s (%s)", outcome.label, outcome.attempt,
+                              outcome.reason, outcome.detail)
+        self.metrics.processed(processed)
+        self.metrics.retry_copies_resolved(resolved_copies)

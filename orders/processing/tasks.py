@@ -1,0 +1,184 @@
+"""The source partitions this worker owns, each worked by a `PartitionTask`: taking them over, letting them
+go, handing them the agents' records (Kafka Streams' `TaskManager`).
+
+- **Taking over** (`on_assigned`, called before Faust's table recovery reads
+  the changelog): the new partitions' transactional producers start, which
+  fences any earlier owner, then their committed states are read from the
+  changelog. A partition that cannot be set up now (the broker does not
+  answer) still gets its task, which keeps trying while its records wait.
+- **Letting go** (`on_revoked`, `stop`): each task finishes the record at
+  hand and commits what it applied, all at once and within
+  FINAL_COMMIT_TIMEOUT_S.
+- **Handing over records** (`submit`): into the inboxes of the partitions'
+  tasks, without waiting for them to be applied; an agent waits only while
+  the backlog of partitions that are not held exceeds the flow's budget.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from ..domain.partition_state import PartitionState
+from .flow import Flow, SourcePartition
+from .partition import Partition
+from .task import Blocked, PartitionTask
+
+log = logging.getLogger("orders")
+
+#: How long revocation or shutdown waits for a partition's last commit before leaving it to the next owner.
+FINAL_COMMIT_TIMEOUT_S = 5.0
+
+#: Builds the task of a partition (set up already, or None when it must set itself up).
+NewTask = Callable[[int, "Partition | None", "PartitionTasks"], PartitionTask]
+
+
+def group_by_partition(records: Iterable[Any]) -> dict[int, list[Any]]:
+    """Records per partition, each list in delivery order."""
+    groups: dict[int, list[Any]] = {}
+    for msg in records:
+        groups.setdefault(msg.partition, []).append(msg)
+    return groups
+
+
+class PartitionTasks:
+    def __init__(self, *, new_task: NewTask, new_output: Callable[[int], Any],
+                 load_states: Callable[[list[int]], Awaitable[Mapping[int, PartitionState]]], flow: Flow,
+                 request_rebalance: Callable[[], Awaitable[None]],
+                 on_blocked: Callable[[int, Blocked | None], None] = lambda number, blocked: None,
+                 chunk: int = 1000, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._new_task = new_task
+        self._new_output = new_output
+        self._load_states = load_states
+        self.flow = flow
+        self._request_rebalance = request_rebalance
+        self._on_blocked = on_blocked
+        self._chunk = chunk
+        self.monotonic = monotonic
+        self.tasks: dict[int, PartitionTask] = {}
+        flow.backlog = self.backlog
+
+    # -- ownership ------------------------------------------------------------------
+
+    async def on_assigned(self, numbers: Iterable[int]) -> None:
+        """Take over new partitions and start their tasks. Never raises: a partition that cannot be set up
+        now sets itself up, with backoff, in its task."""
+        new = sorted(set(numbers) - set(self.tasks))
+        if not new:
+            return
+        try:
+            parts = await self._take_over(new)
+        except Exception as exc:  # each task tries again on its own
+            log.warning("partitions %s: cannot take them over yet (%s); their tasks keep trying", new, exc)
+            parts = {}
+        for number in new:
+            task = self.tasks[number] = self._new_task(number, parts.get(number), self)
+            task.start()
+        self.flow.share(2 * len(self.tasks), floor=self._chunk)
+
+    async def take_over(self, number: int) -> Partition:
+        """One partition set up (a task whose partition could not be set up on assignment asks this)."""
+        return (await self._take_over([number]))[number]
+
+    async def _take_over(self, numbers: list[int]) -> dict[int, Partition]:
+        started = self.monotonic()
+        outputs = {number: self._new_output(number) for number in numbers}
+        try:
+            await asyncio.gather(*(output.start() for output in outputs.values()))
+            fenced = self.monotonic()
+            states = await self._load_states(numbers)
+        except BaseException:
+            for output in outputs.values():
+                output.close()
+            raise
+        log.info("took over partitions %s in %.2f s: their producers fenced any earlier owner (%.2f s), then "
+                 "their committed states were read", numbers, self.monotonic() - started, fenced - started)
+        return {number: Partition(number, states.get(number) or PartitionState(), outputs[number])
+                for number in numbers}
+
+    async def on_revoked(self, numbers: Iterable[int]) -> None:
+        """Let partitions go: each task commits what it applied (within a bound, all at once) and ends."""
+        tasks = [task for task in (self.tasks.pop(number, None) for number in set(numbers)) if task]
+        await asyncio.gather(*(task.stop(FINAL_COMMIT_TIMEOUT_S) for task in tasks))
+        self.flow.share(2 * len(self.tasks), floor=self._chunk)
+        self.flow.progressed()
+
+    async def stop(self) -> None:
+        """At shutdown: the same as losing every partition in a rebalance."""
+        await self.on_revoked(list(self.tasks))
+
+    async def request_rebalance(self) -> None:
+        await self._request_rebalance()
+
+    def new_output(self, number: int) -> Any:
+        return self._new_output(number)
+
+    def blocked_changed(self, number: int, blocked: Blocked | None) -> None:
+        self._on_blocked(number, blocked)
+
+    # -- records --------------------------------------------------------------------
+
+    async def submit(self, topic: str, records: Sequence[Any], partition: int | None = None) -> None:
+        """Hand an agent's records of `topic` to their partitions' tasks (`partition`: all of that one);
+        then wait, if need be, until the backlog is within the flow's budget."""
+        if not records:
+            return
+        groups = {partition: records} if partition is not None else group_by_partition(records)
+        for number, group in groups.items():
+            task = self.tasks.get(number)
+            if task is None or task.lost:
+                log.debug("skip %d record(s) of %s[%d]: not owned here (any more)", len(group), topic, number)
+                continue
+            task.receive(topic, list(group))
+        await self.flow.wait_for_room()
+
+    def backlog(self) -> int:
+        return sum(task.backlog() for task in self.tasks.values())
+
+    # -- what the pages, the metrics and the watchdog ask -------------------------------
+
+    def _parts(self) -> dict[int, Partition]:
+        return {number: task.part for number, task in self.tasks.items()
+                if task.part is not None and not task.part.lost}
+
+    def resume_offsets(self) -> dict[SourcePartition, int]:
+        """(topic, partition) -> the next offset after the committed state, for every owned source partition
+        that has one: where the consumer resumes after a rebalance, and the group's offset."""
+        offsets = {}
+        for number, part in self._parts().items():
+            for topic, applied in part.committed.applied.items():
+                offsets[(topic, number)] = applied + 1
+        return offsets
+
+    def live_states(self) -> dict[int, tuple[PartitionState, int]]:
+        """Partition -> (its live state, the records applied since its last commit), for every partition this
+        worker owns and has set up."""
+        return {number: (part.state, part.uncommitted) for number, part in sorted(self._parts().items())}
+
+    def applied_offset(self, topic: str, number: int) -> int:
+        """Last offset applied from a source partition; -1 before the first (or when not owned)."""
+        part = self._parts().get(number)
+        expected = None if part is None else part.state.next_offset(topic)
+        return -1 if expected is None else expected - 1
+
+    def received_offset(self, topic: str, number: int) -> int:
+        """Last offset delivered to a partition's task, or applied by it; -1 before the first."""
+        task = self.tasks.get(number)
+        received = -1 if task is None else task.received.get(topic, -1)
+        return max(received, self.applied_offset(topic, number))
+
+    def holding(self) -> dict[SourcePartition, str]:
+        """Source partitions the tasks keep paused on purpose, and why."""
+        held: dict[SourcePartition, str] = {}
+        for task in self.tasks.values():
+            held.update(task.holding())
+        return held
+
+    def blocked(self) -> dict[int, Blocked]:
+        return {number: task.blocked for number, task in sorted(self.tasks.items()) if task.blocked is not None}
+
+    def unready(self) -> list[int]:
+        """Owned partitions whose task has not set them up yet."""
+        return sorted(number for number, task in self.tasks.items() if task.part is None)

@@ -1,0 +1,610 @@
+"""Partition tasks, driven step by step with fakes and a fake clock: ownership, commits, the retry hold, the
+error boundary, flow control."""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from types import SimpleNamespace
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from avro_codec import RegistryUnavailable
+from orders.domain import headers as h
+from orders.domain.partition_state import PartitionState
+from orders.ops.activity_log import ActivityLog
+from orders.ops.metrics import OrderMetrics
+from orders.processing.commit import Committer
+from orders.processing.faults import FaultInjector
+from orders.processing.flow import Flow
+from orders.processing.reporting import Reporter
+from orders.processing.task import PartitionTask, TaskLimits
+from orders.processing.tasks import PartitionTasks
+from orders.processing.transactions import Failure, Refusal, TransactionError
+
+from .test_handler import DLQ, NOW_S, ORDERS, RETRY, Rig, message
+
+CHANGELOG = "orders-app-order-stats-changelog"
+DAY_MS = 86_400_000
+
+
+class TxnOutput:
+    """A transactional producer: queued records become visible only when a commit succeeds."""
+
+    def __init__(self, failures: list[Failure] | None = None, start_fails: int = 0, abort_fails: int = 0) -> None:
+        self.abort_fails = abort_fails
+        self.visible: list[dict] = []
+        self.queued: list[dict] = []
+        self.failures = list(failures or [])
+        self.start_fails = start_fails
+        #: while set, a commit with a record for this topic fails as the broker refusing it
+        self.refuse_topic: str | None = None
+        self.started = self.closed = False
+        self.in_transaction = False
+        self.commits = self.aborts = 0
+
+    async def start(self) -> None:
+        if self.start_fails:
+            self.start_fails -= 1
+            raise TransactionError(Failure.RETRY, "broker unreachable")
+        self.started = True
+
+    def produce(self, topic, *, on_delivery=None, **record) -> None:
+        self.queued.append({"topic": topic, "on_delivery": on_delivery, **record})
+        self.in_transaction = True
+
+    async def commit(self) -> None:
+        if self.failures:
+            raise TransactionError(self.failures.pop(0), "refused")
+        refused = [r for r in self.queued if r["topic"] == self.refuse_topic]
+        if refused:
+            raise TransactionError(Failure.ABORT, "commit failed",
+                                   Refusal(self.refuse_topic, refused[0].get("source"), "Message size too large"))
+        for record in self.queued:
+            if record["on_delivery"]:
+                record["on_delivery"](None, SimpleNamespace(offset=lambda n=len(self.visible): n))
+            self.visible.append(record)
+        self.queued, self.in_transaction = [], False
+        self.commits += 1
+
+    async def abort(self) -> None:
+        if self.abort_fails:
+            self.abort_fails -= 1
+            raise TransactionError(Failure.RETRY, "Timed out waiting for operation to finish, retry call to resume")
+        if self.in_transaction:
+            self.aborts += 1
+        self.queued, self.in_transaction = [], False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def to(self, topic: str) -> list[dict]:
+        return [record for record in self.visible if record["topic"] == topic]
+
+
+class Clock:
+    """Monotonic and wall time, advanced by hand."""
+
+    def __init__(self) -> None:
+        self.mono = 100.0
+        self.wall = NOW_S
+
+    def advance(self, seconds: float) -> None:
+        self.mono += seconds
+        self.wall += seconds
+
+
+class Harness:
+    """PartitionTasks with fake outputs and states; tasks are driven by `step`, not by their own loops."""
+
+    def __init__(self, *, failures=None, outputs: dict | None = None, states: dict | None = None,
+                 commit_interval_s: float = 0.1, max_retries: int = 2, budget: int = 10_000,
+                 attempts_before_blocked: int = 3, start_loops: bool = False) -> None:
+        self.clock = Clock()
+        self.rig = Rig(failures=failures, max_retries=max_retries)
+        self.rig.handler.clock = lambda: self.clock.wall
+        self.handler = self.rig.handler
+        self.outputs = outputs or {}
+        self.states = states or {}
+        self.stored: dict[int, tuple] = {}
+        self.rebalances = 0
+        self.paused: set[tuple[str, int]] = set()
+        self.blocked_events: list[tuple[int, bool]] = []
+        self.metrics_registry = CollectorRegistry()
+        self.start_loops = start_loops
+
+        async def sleep(seconds):
+            self.clock.advance(seconds)
+
+        async def load_states(numbers):
+            return {n: self.states.get(n, PartitionState()).copy() for n in numbers}
+
+        async def request_rebalance():
+            self.rebalances += 1
+
+        self.flow = Flow(pause=self.paused.update, resume=self.paused.difference_update, budget=budget)
+        self.committer = Committer(changelog_topic=CHANGELOG, write_store=lambda n, value, offset:
+                                   self.stored.__setitem__(n, (value, offset)), sleep=sleep)
+        metrics = OrderMetrics(self.metrics_registry)
+        self.reporter = Reporter(metrics=metrics, activity=ActivityLog(0), policy=self.rig.policy,
+                                 retry_topic=RETRY, summary=lambda: {"orders": 0, "average": 0.0})
+        self.limits = TaskLimits(chunk=100, commit_interval_s=commit_interval_s,
+                                 attempts_before_blocked=attempts_before_blocked, backoff_initial_s=0.5,
+                                 backoff_max_s=4.0)
+        self.tasks = PartitionTasks(
+            new_task=self._new_task, new_output=lambda n: self.outputs.setdefault(n, TxnOutput()),
+            load_states=load_states, flow=self.flow, request_rebalance=request_rebalance,
+            on_blocked=lambda n, blocked: (self.blocked_events.append((n, blocked is not None)),
+                                           metrics.set_partition_blocked(n, blocked is not None)),
+            chunk=100, monotonic=lambda: self.clock.mono)
+
+    def _new_task(self, number, part, owner) -> PartitionTask:
+        task = PartitionTask(number, orders_topic=ORDERS, retry_topic=RETRY, handler=self.handler,
+                             committer=self.committer, reporter=self.reporter, flow=self.flow, owner=owner,
+                             limits=self.limits, part=part, monotonic=lambda: self.clock.mono,
+                             wall=lambda: self.clock.wall, fault=self.handler.fault)
+        if not self.start_loops:
+            task.start = lambda: None
+        return task
+
+    def task(self, number: int = 0) -> PartitionTask:
+        return self.tasks.tasks[number]
+
+    def order(self, order_id, offset, partition=0, **kwargs):
+        msg = self.rig.order(order_id, offset, **kwargs)
+        msg.partition = partition
+        msg.timestamp = self.clock.wall - 0.25
+        return msg
+
+    async def submit(self, records, topic=ORDERS):
+        await self.tasks.submit(topic, records)
+
+    async def settle(self, number: int = 0, rounds: int = 200) -> None:
+        """Step a task until it has nothing to do now, jumping the clock over its waits (backoffs, commit
+        intervals); stops at a retry copy that is not due (the caller moves the clock for that)."""
+        task = self.task(number)
+        for _ in range(rounds):
+            await task.step()
+            wait = task.next_wake_s()
+            if wait == 0:
+                continue
+            part = task.part
+            if task._retry_at == 0 and part is not None and part.changed_at is None:
+                return
+            if wait == float("inf"):
+                return
+            self.clock.advance(wait)
+        raise AssertionError("the task never settled")
+
+    def counter(self, name: str, **labels) -> float:
+        return self.metrics_registry.get_sample_value(name, labels or None) or 0.0
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def changelog_states(output: TxnOutput) -> list[dict]:
+    return [json.loads(record["value"]) for record in output.to(CHANGELOG)]
+
+
+def copies_sent(output: TxnOutput, start_offset: int = 0, timestamp: float | None = None) -> list:
+    """The retry copies the partition committed, as the consumer will read them from the retry topic."""
+    return [message(RETRY, r["partition"], start_offset + i, r["key"], r["value"], r["headers"],
+                    timestamp=(r["timestamp_ms"] / 1000 if timestamp is None else timestamp))
+            for i, r in enumerate(output.to(RETRY))]
+
+
+# -- ownership and commits -------------------------------------------------------------------
+
+def test_taking_over_a_partition_starts_its_producer_before_reading_its_committed_state():
+    harness = Harness(states={1: PartitionState(orders=5, applied={ORDERS: 9})})
+    run(harness.tasks.on_assigned({0, 1}))
+    assert harness.outputs[0].started and harness.outputs[1].started
+    assert harness.tasks.resume_offsets() == {(ORDERS, 1): 10}
+    assert harness.tasks.live_states()[1] == (PartitionState(orders=5, applied={ORDERS: 9}), 0)
+
+
+def test_state_and_outputs_become_visible_together_at_the_commit():
+    harness = Harness(failures={"o-2": 1})
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-1", 0), harness.order("o-2", 1)])
+        await harness.task().step()
+        output = harness.outputs[0]
+        assert output.visible == [] and harness.tasks.live_states()[0][0].orders == 1
+        assert harness.tasks.live_states()[0][1] == 2, "two records applied in the open transaction"
+        assert harness.counter("orders_processed_total") == 0, "nothing is reported before it is committed"
+        harness.clock.advance(0.1)
+        await harness.task().step()
+        assert [record["topic"] for record in output.visible] == [RETRY, CHANGELOG]
+        (state,) = changelog_states(output)
+        assert (state["orders"], state["retry_seq_sent"], state["applied"]) == (1, 1, {ORDERS: 1})
+        assert harness.stored[0] == (state, 1)
+        assert (harness.counter("orders_processed_total"), harness.counter("orders_retried_total")) == (1, 1)
+        assert harness.tasks.live_states()[0][1] == 0 and harness.task().part.committed.orders == 1
+    run(scenario())
+
+
+def test_a_busy_partition_commits_once_its_transaction_has_been_open_for_the_interval():
+    harness = Harness()
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-1", 0)])
+        await harness.task().step()
+        harness.clock.advance(0.05)
+        await harness.submit([harness.order("o-2", 1)])
+        await harness.task().step()
+        assert harness.outputs[0].visible == [], "open less than the interval"
+        assert harness.task().next_wake_s() == pytest.approx(0.05)
+        harness.clock.advance(0.05)
+        await harness.task().step()
+        assert changelog_states(harness.outputs[0])[-1]["orders"] == 2
+    run(scenario())
+
+
+def test_a_commit_refused_for_the_moment_is_asked_again_with_backoff():
+    output = TxnOutput(failures=[Failure.RETRY, Failure.RETRY])
+    harness = Harness(outputs={0: output})
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-1", 0)])
+        started = harness.clock.mono
+        await harness.settle()
+        assert changelog_states(output)[-1]["orders"] == 1
+        assert harness.clock.mono - started == pytest.approx(0.1 + 0.2 + 0.4), "the interval, then 0.2 s, 0.4 s"
+    run(scenario())
+
+
+def test_a_transaction_that_cannot_commit_is_aborted_and_its_records_applied_again():
+    output = TxnOutput(failures=[Failure.ABORT])
+    harness = Harness(outputs={0: output}, failures={"o-1": 1})
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-1", 0), harness.order("o-2", 1)])
+        await harness.settle()
+        state = changelog_states(output)[-1]
+        assert (state["orders"], state["retry_seq_sent"], state["applied"]) == (1, 1, {ORDERS: 1})
+        assert len(output.to(RETRY)) == 1, "the aborted retry copy never became visible; the new one did"
+        assert output.aborts == 1 and harness.rig.reads == [], "applied again from memory, not read again"
+        assert harness.counter("orders_processed_total") == 1 and harness.counter("orders_retried_total") == 1
+    run(scenario())
+
+
+def test_a_producer_that_cannot_abort_is_replaced_by_a_new_one_that_fences_it():
+    stuck = TxnOutput(failures=[Failure.ABORT], abort_fails=100)
+    harness = Harness(outputs={0: stuck})
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        harness.outputs.pop(0)  # the next producer the partition asks for is a new one
+        await harness.submit([harness.order("o-1", 0), harness.order("o-2", 1)])
+        await harness.settle()
+    run(scenario())
+    fresh = harness.outputs[0]
+    assert fresh is not stuck and fresh.started and stuck.closed
+    assert stuck.visible == [] and changelog_states(fresh)[-1]["orders"] == 2
+
+
+def test_a_fenced_producer_loses_the_partition_and_asks_the_group_to_rebalance():
+    output = TxnOutput(failures=[Failure.FATAL])
+    harness = Harness(outputs={0: output})
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-1", 0)])
+        await harness.settle()
+        assert output.visible == [] and harness.rebalances == 1 and output.closed
+        assert 0 not in harness.tasks.live_states()
+        await harness.submit([harness.order("o-2", 1)])
+        assert harness.task().orders == deque_of([]), "records of a lost partition are dropped"
+    run(scenario())
+
+
+def deque_of(items):
+    from collections import deque
+    return deque(items)
+
+
+def test_a_partition_that_cannot_be_taken_over_yet_sets_itself_up_while_its_records_wait_paused():
+    output = TxnOutput(start_fails=2)
+    harness = Harness(outputs={0: output})
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        assert harness.tasks.live_states() == {} and harness.tasks.unready() == [0]
+        await harness.submit([harness.order("o-1", 0)])
+        assert (ORDERS, 0) in harness.paused and harness.tasks.backlog() == 0, "held: not in the backlog"
+        output.start_fails = 1
+        await harness.settle()
+        assert output.started and changelog_states(output)[-1]["orders"] == 1
+        assert harness.paused == set()
+    run(scenario())
+
+
+def test_revoked_partitions_commit_what_they_applied_and_close_their_producers():
+    harness = Harness(start_loops=True, commit_interval_s=60)
+
+    async def scenario():
+        await harness.tasks.on_assigned({0, 1})
+        await harness.submit([harness.order("o-1", 0), harness.order("o-2", 0, partition=1)])
+        await asyncio.sleep(0.05)
+        assert harness.outputs[0].visible == [], "applied, not committed yet"
+        await harness.tasks.on_revoked({0, 1})
+        for number in (0, 1):
+            assert changelog_states(harness.outputs[number])[-1]["orders"] == 1 and harness.outputs[number].closed
+        assert harness.tasks.tasks == {}
+    run(scenario())
+
+
+def test_records_of_a_partition_not_owned_here_are_left_alone():
+    harness = Harness()
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-1", 0, partition=3)])
+        assert 3 not in harness.tasks.live_states() and 3 not in harness.outputs
+    run(scenario())
+
+
+def test_resume_offsets_are_the_next_offsets_of_every_owned_source_partition():
+    harness = Harness(states={0: PartitionState(applied={ORDERS: 4, RETRY: 2}), 1: PartitionState()})
+    run(harness.tasks.on_assigned({0, 1}))
+    assert harness.tasks.resume_offsets() == {(ORDERS, 0): 5, (RETRY, 0): 3}
+
+
+@pytest.mark.parametrize("numbers", [[], [0]])
+def test_stop_commits_and_closes_everything(numbers):
+    harness = Harness(start_loops=True)
+
+    async def scenario():
+        await harness.tasks.on_assigned(set(numbers))
+        await harness.tasks.stop()
+    run(scenario())
+    assert harness.tasks.tasks == {}
+    assert all(output.closed for output in harness.outputs.values())
+
+
+def test_dead_letters_are_reported_by_reason_once_committed():
+    harness = Harness()
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([message(ORDERS, 0, 0, b"k", b"junk")])
+        await harness.settle()
+    run(scenario())
+    assert harness.counter("orders_dead_lettered_total", reason="undecodable") == 1
+    assert len(harness.outputs[0].to(DLQ)) == 1
+
+
+# -- retry copies wait only for themselves ----------------------------------------------------
+
+def failed_once(harness: Harness, order_ids: list[str]):
+    """Orders that fail once on partition 0, applied and committed; their copies as the consumer reads them."""
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order(order_id, i) for i, order_id in enumerate(order_ids)])
+        await harness.settle()
+    return scenario()
+
+
+def test_a_retry_copy_not_due_pauses_its_retry_partition_alone_while_orders_flow():
+    harness = Harness(failures={"o-1": 1})
+
+    async def scenario():
+        await failed_once(harness, ["o-1"])
+        (copy,) = copies_sent(harness.outputs[0])
+        await harness.submit([copy], topic=RETRY)
+        await harness.submit([harness.order("o-2", 1), harness.order("o-3", 2)])
+        await harness.settle()
+        assert harness.paused == {(RETRY, 0)}, "only the retry partition waits"
+        assert harness.tasks.holding() == {(RETRY, 0): "next retry copy not due"}
+        assert harness.tasks.live_states()[0][0].orders == 2, "orders behind the copy were counted"
+        assert harness.tasks.backlog() == 0, "a waiting copy is not in the backlog"
+        not_before_s = int(dict(copy.headers)[h.NOT_BEFORE_MS]) / 1000
+        assert harness.task().next_wake_s() == pytest.approx(not_before_s - harness.clock.wall, abs=0.002)
+
+        harness.clock.advance(harness.task().next_wake_s())
+        await harness.settle()
+        assert harness.paused == set() and changelog_states(harness.outputs[0])[-1]["orders"] == 3
+    run(scenario())
+
+
+def test_a_copy_whose_not_before_lies_a_day_ahead_is_tried_after_the_delay_and_allowance():
+    harness = Harness(failures={"o-1": 1})
+
+    async def scenario():
+        await failed_once(harness, ["o-1"])
+        (sent,) = copies_sent(harness.outputs[0])
+        headers = [(n, str(int(harness.clock.wall * 1000) + DAY_MS).encode() if n == h.NOT_BEFORE_MS else v)
+                   for n, v in sent.headers]
+        skewed = message(RETRY, 0, 0, sent.key, sent.value, headers, timestamp=sent.timestamp)
+        await harness.submit([skewed], topic=RETRY)
+        await harness.settle()
+        waited = harness.task().next_wake_s()
+        assert 0 < waited <= 3.0, "the delay (2 s) and the allowance (1 s) from the copy's own timestamp"
+        harness.clock.advance(waited)
+        await harness.settle()
+        assert changelog_states(harness.outputs[0])[-1]["orders"] == 1
+    run(scenario())
+
+
+def test_copies_that_were_never_sent_are_judged_at_once_whatever_their_not_before():
+    harness = Harness(failures={"o-1": 1})
+
+    async def scenario():
+        await failed_once(harness, ["o-1"])
+        (sent,) = copies_sent(harness.outputs[0], start_offset=2)
+        far = str(int(harness.clock.wall * 1000) + DAY_MS).encode()
+        ghosts = [message(RETRY, 0, i, b"ghost", sent.value,
+                          [(n, far if n == h.NOT_BEFORE_MS else v) for n, v in sent.headers if n != h.RETRY_SEQ])
+                  for i in range(2)]
+        await harness.submit([*ghosts, sent], topic=RETRY)
+        await harness.settle()
+        assert len(harness.outputs[0].to(DLQ)) == 2, "the ghosts went to the DLQ without waiting"
+        assert harness.paused == {(RETRY, 0)}, "the real copy behind them waits for its own time"
+    run(scenario())
+
+
+# -- the error boundary ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("point", ["applied", "retry-queued", "dead-letter-queued", "copy-attempted", "commit"])
+def test_an_exception_at_any_point_aborts_and_applies_the_records_again_exactly_once(point):
+    harness = Harness(failures={"o-1": 1})
+    armed = {point: 1}
+
+    def fault(where: str) -> None:
+        if armed.get(where):
+            armed[where] -= 1
+            raise RuntimeError(f"injected at {where}")
+    harness.handler.fault = fault
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-0", 0), harness.order("o-1", 1),
+                              message(ORDERS, 0, 2, b"junk", b"junk"), harness.order("o-3", 3)])
+        await harness.settle()
+        for task in harness.tasks.tasks.values():
+            task.fault = fault
+        (copy,) = copies_sent(harness.outputs[0], timestamp=harness.clock.wall - 5)
+        await harness.submit([copy], topic=RETRY)
+        await harness.settle()
+    armed_before = dict(armed)
+    run(scenario())
+    assert armed != armed_before, f"the fault at {point} fired"
+    state = changelog_states(harness.outputs[0])[-1]
+    assert (state["orders"], state["dead_letters"], state["retry_seq_done"], state["retry_seq_sent"]) == (3, 1, 1, 1)
+    assert len(harness.outputs[0].to(DLQ)) == 1 and len(harness.outputs[0].to(RETRY)) == 1
+    assert harness.counter("orders_processed_total") == 3
+
+
+def test_an_unclassified_error_striking_one_record_three_times_dead_letters_it_and_the_others_count():
+    harness = Harness()
+    original = harness.rig.handler._process
+
+    def process(part, msg, record, number, attempt):
+        if record["orderId"] == "o-poison":
+            raise TypeError("a bug this record triggers")
+        original(part, msg, record, number, attempt)
+    harness.handler._process = process
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-0", 0), harness.order("o-poison", 1), harness.order("o-2", 2)])
+        await harness.settle()
+    run(scenario())
+    output = harness.outputs[0]
+    (dead,) = output.to(DLQ)
+    headers = dict(dead["headers"])
+    assert (dead["key"], headers[h.DLQ_REASON], headers[h.ERROR_TYPE]) == (b"o-poison", b"processing-error",
+                                                                         b"TypeError")
+    state = changelog_states(output)[-1]
+    assert (state["orders"], state["dead_letters"], state["applied"]) == (2, 1, {ORDERS: 2})
+    assert changelog_states(output)[0]["applied"] == {ORDERS: 0}, "the record before it committed on its own first"
+
+
+def test_a_registry_that_does_not_answer_is_retried_as_long_as_it_lasts_and_never_dead_letters():
+    harness = Harness(attempts_before_blocked=3)
+    down = {"left": 6}
+    real_decode = harness.rig.codec.decode
+
+    async def decode(data):
+        if down["left"]:
+            down["left"] -= 1
+            raise RegistryUnavailable("fetching schema id 1 failed: JSONDecodeError: Expecting value")
+        return await real_decode(data)
+    harness.rig.codec.decode = decode
+    harness.rig.codec.decode_cached = lambda data: None  # every record needs the registry
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-0", 0)])
+        for _ in range(4):
+            await harness.task().step()
+            harness.clock.advance(harness.task().next_wake_s())
+        assert harness.task().blocked is not None and "JSONDecodeError" in harness.task().blocked.reason
+        assert harness.paused == {(ORDERS, 0), (RETRY, 0)}
+        assert harness.counter("orders_partition_blocked", partition="0") == 1
+        await harness.settle()
+    run(scenario())
+    assert changelog_states(harness.outputs[0])[-1]["orders"] == 1 and harness.outputs[0].to(DLQ) == []
+    assert harness.blocked_events == [(0, True), (0, False)]
+    assert harness.counter("orders_partition_blocked", partition="0") == 0 and harness.paused == set()
+
+
+def test_an_output_the_broker_refuses_blocks_the_partition_until_it_is_accepted_and_loses_nothing(caplog):
+    output = TxnOutput()
+    output.refuse_topic = DLQ
+    harness = Harness(outputs={0: output}, attempts_before_blocked=3)
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-0", 0), message(ORDERS, 0, 1, b"junk", b"junk"),
+                              harness.order("o-2", 2)])
+        for _ in range(12):
+            await harness.task().step()
+            harness.clock.advance(harness.task().next_wake_s())
+        blocked = harness.task().blocked
+        assert blocked is not None and blocked.record == f"{ORDERS}[0]@1"
+        assert f"{DLQ} refused a record (caused by {ORDERS}[0]@1): Message size too large" in blocked.reason
+        assert changelog_states(output)[-1]["applied"] == {ORDERS: 0}, "the record before it committed"
+        assert harness.task().next_wake_s() <= 4.0, "it keeps trying, every few seconds at most"
+        output.refuse_topic = None
+        await harness.settle()
+    run(scenario())
+    state = changelog_states(output)[-1]
+    assert (state["orders"], state["dead_letters"], state["applied"]) == (2, 1, {ORDERS: 2})
+    assert harness.task().blocked is None and harness.paused == set()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "blocked" in r.getMessage()]
+    assert len(errors) == 1 and f"{ORDERS}[0]@1" in errors[0] and "Message size too large" in errors[0]
+
+
+def test_random_faults_over_many_records_still_count_each_order_once():
+    harness = Harness()
+    faults = FaultInjector(0.02, random.Random(7))
+    harness.handler.fault = faults
+    orders = [harness.order(f"o-{i}", i, price=(i % 40) * 0.25) for i in range(600)]
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        harness.task().fault = faults
+        for start in range(0, len(orders), 50):
+            await harness.submit(orders[start:start + 50])
+            await harness.settle(rounds=2000)
+    run(scenario())
+    assert faults.raised >= 10
+    state = changelog_states(harness.outputs[0])[-1]
+    assert (state["orders"], state["dead_letters"]) == (600 - state["dead_letters"], state["dead_letters"])
+    dead = {record["key"] for record in harness.outputs[0].to(DLQ)}
+    counted = [o for o in orders if o.key not in dead]
+    assert state["total_micros"] == sum(int((i % 40) * 0.25 * 1_000_000) for i, o in enumerate(orders)
+                                        if o.key not in dead)
+    assert len(counted) + len(dead) == 600 and state["applied"] == {ORDERS: 599}
+
+
+# -- flow -----------------------------------------------------------------------------------------
+
+def test_agents_wait_for_the_backlog_of_busy_partitions_but_never_for_held_ones():
+    harness = Harness(budget=3, failures={"o-1": 1})
+
+    async def scenario():
+        await failed_once(harness, ["o-1"])
+        (copy,) = copies_sent(harness.outputs[0])
+        held = [message(RETRY, 0, i, copy.key, copy.value, copy.headers, timestamp=harness.clock.wall)
+                for i in range(5)]
+        handing_over = asyncio.ensure_future(harness.submit(held, topic=RETRY))
+        await asyncio.sleep(0)
+        await harness.task().step()  # the task finds the head not due: a waiting retry inbox is not backlog
+        await asyncio.wait_for(handing_over, 1.0)
+        assert harness.tasks.backlog() == 0
+        waiting = asyncio.ensure_future(harness.submit([harness.order(f"o-{i}", i) for i in range(1, 6)]))
+        await asyncio.sleep(0.01)
+        assert not waiting.done(), "five orders of a busy partition exceed the budget of three"
+        await harness.task().step()
+        await asyncio.wait_for(waiting, 1.0)
+    run(scenario())
