@@ -1,25 +1,27 @@
 """The `faust -A app` entry point: the app, and everything that registers on it.
 
-`orders.app` builds the Faust app, its topics and table and the processing
-objects; the modules imported below register on it:
+`orders.app` builds the Faust app, its topics and its table; `orders.wiring`
+builds the objects the worker runs on when a command first needs them
+(`app.runtime`). The modules imported below register on the app:
 
 - agents: `process_orders` (on `orders`), `retry_orders` (on `orders-retry`);
-- tasks and timers: `commit_partitions` (open transactions), `log_activity` (summary
-  lines), `watch_partitions` (the stall watchdog);
-- pages: `/`, `/average/`, `/partition-stats/` (orders.web.pages), `/dead-letters/`, `/metrics`;
+- tasks and timers: `commit_group_offsets`, `log_activity` (summary lines), `watch_partitions` (the stall
+  watchdog);
+- pages: `/`, `/average/`, `/partition-stats/`, `/healthz`, `/readyz` (orders.web.pages), `/dead-letters/`,
+  `/metrics`;
 - commands: `produce-orders`, `dlq list`, `dlq replay`.
 
 They import `orders.app`; it imports none of them.
 """
-import agents.commit_partitions
+import agents.commit_group_offsets
 import agents.log_activity
 import agents.process_orders
 import agents.retry_orders
 import agents.watch_partitions
 import orders.cli.dlq.commands
 import orders.cli.produce_orders
-import orders.ops.metrics_page
 import orders.web.dead_letters
+import orders.web.metrics_page
 import orders.web.pages
 from orders.app import app
 

@@ -1,9 +1,14 @@
 """Every LOG_SUMMARY_SECONDS: one line for the orders that did not get a line of their own."""
-from orders.app import activity, app, current_summary, log, settings
+import logging
+
+from orders.app import app, settings
+
+log = logging.getLogger("orders")
 
 
 @app.timer(settings.log_summary_seconds)
 async def log_activity_summary() -> None:
-    line = activity.summary(current_summary())
+    runtime = app.runtime
+    line = runtime.activity.summary(runtime.aggregate())
     if line:
         log.info(line)

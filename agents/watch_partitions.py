@@ -1,29 +1,23 @@
 """Every few seconds: unstick a partition that Faust stopped delivering (see orders/ops/watchdog.py)."""
-import asyncio
 import logging
 
 from confluent_kafka import KafkaException
 
-from orders import kafka_io
-from orders.app import SOURCE_TOPICS, app, kafka_config, tasks, watermarks
+from orders.app import app, orders_topic, retry_topic
 from orders.ops import watchdog
 
 log = logging.getLogger("orders")
 _watchdog = watchdog.Watchdog()
-_source_names = {topic.get_topic_name() for topic in SOURCE_TOPICS}
-
-
-def _delivered(tp) -> int:
-    return tasks.received_offset(tp.topic, tp.partition)
-
-
-async def _holds_records(tp, start: int, end: int) -> bool:
-    return await asyncio.to_thread(kafka_io.holds_records, kafka_config, tp.topic, tp.partition, start, end)
+_source_names = {orders_topic.get_topic_name(), retry_topic.get_topic_name()}
 
 
 @app.timer(watchdog.CHECK_INTERVAL_S)
 async def watch_partitions() -> None:
+    tasks, broker = app.runtime.tasks, app.runtime.broker
     try:
-        await _watchdog.check(app, _source_names, _delivered, tasks.holding, _holds_records, watermarks)
+        await _watchdog.check(app, _source_names, lambda tp: tasks.received_offset(tp.topic, tp.partition),
+                              tasks.holding, lambda tp, start, end: broker.holds_records(tp.topic, tp.partition,
+                                                                                          start, end),
+                              broker.watermarks)
     except (KafkaException, TimeoutError) as exc:  # the next check, seconds later, asks again
         log.warning("stall check skipped: Kafka did not answer (%s)", exc)

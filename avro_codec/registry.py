@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import threading
-import time
 from typing import Any
 
 import fastavro
@@ -26,32 +25,21 @@ import httpx
 from schema_registry.client import SchemaRegistryClient
 from schema_registry.client.errors import ClientError
 
-from .backoff import Backoff
 from .errors import AvroCodecError, RegistryUnavailable
 
 log = logging.getLogger(__name__)
 
 APICURIO_CCOMPAT_PATH = "/apis/ccompat/v7"
-#: How long after the registry (re)appears an unknown schema id is retried instead of dead-lettered:
-#: Apicurio with kafkasql storage answers 404 for existing ids until it has replayed its journal.
-UNKNOWN_ID_GRACE_S = 60.0
-#: How long `fetch` waits for the registry before it gives up (RegistryUnavailable): the caller (a partition
-#: task) then puts its transaction back and tries again later, rather than hold it open through an outage.
-FETCH_TIMEOUT_S = 20.0
 
 
 class SchemaCache:
-    def __init__(self, url: str, *, auth: tuple[str, str] | None = None, timeout_s: float = 10.0,
-                 max_backoff_s: float = 10.0) -> None:
+    def __init__(self, url: str, *, auth: tuple[str, str] | None = None, timeout_s: float = 10.0) -> None:
         self.configured_url = url.rstrip("/")
         self._auth = httpx.BasicAuth(*auth) if auth else None
         self._timeout = httpx.Timeout(timeout_s)
-        self._max_backoff_s = max_backoff_s
         self._client: SchemaRegistryClient | None = None
         self._lock = threading.Lock()
         self._writers: dict[int, dict[str, Any]] = {}
-        self._in_outage = False
-        self._back_since: float | None = None  # monotonic time of the first answer after an outage
 
     # -- connection ----------------------------------------------------------
 
@@ -88,20 +76,6 @@ class SchemaCache:
                 log.info("schema registry API at %s", base)
                 self._client = SchemaRegistryClient(base, timeout=self._timeout, auth=self._auth)
             return self._client
-
-    def wait_until_reachable(self, timeout_s: float) -> None:
-        """Block until the registry answers, retrying with backoff; RegistryUnavailable after `timeout_s`."""
-        backoff = Backoff(0.5, self._max_backoff_s, timeout_s)
-        while True:
-            try:
-                self.connect()
-                return
-            except RegistryUnavailable as exc:
-                delay = backoff.next_delay()
-                if delay is None:
-                    raise RegistryUnavailable(f"{exc} (gave up after {timeout_s:.0f}s)") from exc
-                log.warning("%s; retrying in %.1fs", exc, delay)
-                time.sleep(delay)
 
     @property
     def base_url(self) -> str:
@@ -151,48 +125,9 @@ class SchemaCache:
         self._writers[schema_id] = schema
         return schema
 
-    async def fetch(self, schema_id: int, timeout_s: float = FETCH_TIMEOUT_S) -> dict[str, Any]:
-        """Like `writer_schema`, off the event loop, waiting out a short registry outage with backoff.
-
-        An unreachable registry is asked again for up to `timeout_s`, then
-        `RegistryUnavailable` is raised. An id the registry does not know
-        raises `AvroCodecError`, except within UNKNOWN_ID_GRACE_S of the
-        registry coming back from an outage: a registry that has just
-        restarted may still be loading its schemas, so the id is asked again
-        (and past `timeout_s` that is `RegistryUnavailable` too).
-        """
-        backoff = Backoff(0.2, self._max_backoff_s, timeout_s, jitter=0.2)
-        while True:
-            try:
-                schema = await asyncio.to_thread(self.writer_schema, schema_id)
-            except RegistryUnavailable as exc:
-                self._in_outage = True
-                delay = backoff.next_delay()
-                if delay is None:
-                    raise RegistryUnavailable(f"{exc} (for {timeout_s:.0f}s)") from exc
-                log.warning("%s; retrying in %.1fs", exc, delay)
-            except AvroCodecError as exc:
-                back_for_s = self._note_answer()
-                if exc.reason != "unknown-schema-id" or back_for_s is None or back_for_s >= UNKNOWN_ID_GRACE_S:
-                    raise
-                delay = backoff.next_delay()
-                if delay is None:
-                    raise RegistryUnavailable(f"{exc}, and the registry came back from an outage {back_for_s:.0f}s "
-                                              f"ago: it may still be loading its schemas") from exc
-                log.warning("%s, but the registry came back from an outage %.0fs ago and may still be loading "
-                            "its schemas; asking again in %.1fs", exc, back_for_s, delay)
-            else:
-                self._note_answer()
-                return schema
-            await asyncio.sleep(delay)
-
-    def _note_answer(self) -> float | None:
-        """Record that the registry answered; seconds since it came back from an outage (None: none seen)."""
-        now = time.monotonic()
-        if self._in_outage:
-            self._in_outage = False
-            self._back_since = now
-        return None if self._back_since is None else now - self._back_since
+    async def fetch(self, schema_id: int) -> dict[str, Any]:
+        """`writer_schema` off the event loop: one attempt (waiting out an outage is the caller's policy)."""
+        return await asyncio.to_thread(self.writer_schema, schema_id)
 
 
 def _excerpt(text: str, limit: int = 120) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from avro_codec import RegistryUnavailable
-from orders.ops.worker_process import WorkerProcessError
+from bench.worker_process import WorkerProcessError
 from orders.settings import SettingsError
 
 from . import throughput

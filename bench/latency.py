@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from confluent_kafka import Producer
 
 from avro_codec import AvroRecordCodec, load_schema
-from orders import kafka_io
+from bench.worker_process import ROOT, WorkerProcess
 from orders.domain.order import Order
-from orders.kafka_io import DeliveryTally, drain, produce
-from orders.ops.worker_process import ROOT, WorkerProcess
+from orders.kafka import producing
+from orders.kafka.producing import DeliveryTally, drain, produce
 
 from .histogram import buckets_from_text, delta, overflowed, quantile, sample_value
 from .run import BenchFailure, BenchRun, WorkerOptions, say
@@ -149,7 +149,7 @@ def _measure(run: BenchRun, worker: WorkerProcess, rate: float, seconds: float, 
              drain_timeout: float) -> str:
     codec = AvroRecordCodec(run.registry(), load_schema(ROOT / "schemas" / "order-v2.avsc"),
                             subject=f"{run.orders_topic}-value")
-    producer = kafka_io.producer(run.kafka_config(), **PRODUCER_CONFIG)
+    producer = producing.producer(run.kafka_config(), **PRODUCER_CONFIG)
     primers = _prime(run, worker, producer, codec)
 
     orders = bench_orders(int(rate * (warmup + seconds)), "lat")

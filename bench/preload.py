@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from orders.ops.worker_process import FAUST, ROOT
+from bench.worker_process import FAUST, ROOT
 
 from .run import BenchFailure, BenchRun, say
 

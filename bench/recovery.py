@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from orders.ops.worker_process import WorkerProcess
+from bench.worker_process import WorkerProcess
 
 from .preload import preload
 from .run import BenchFailure, BenchRun, WorkerOptions, say

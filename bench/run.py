@@ -19,8 +19,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from avro_codec import SchemaCache
-from orders import kafka_io
 from orders.client_config import confluent_config, registry_auth
+from orders.kafka import reading
 from orders.settings import Settings, load_settings
 
 CLEANUP_TIMEOUT_S = 30
@@ -95,8 +95,8 @@ class BenchRun:
     def end_offsets(self, topic: str) -> int:
         """Sum over partitions of the next offset to be written (0 for a topic that does not exist)."""
         try:
-            return sum(kafka_io.end_offsets(self.kafka_config(), topic).values())
-        except kafka_io.TopicMissing:
+            return sum(reading.end_offsets(self.kafka_config(), topic).values())
+        except reading.TopicMissing:
             return 0
 
     def registry(self) -> SchemaCache:

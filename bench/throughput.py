@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from orders.ops.worker_process import WorkerProcess
+from bench.worker_process import WorkerProcess
 
 from .ceiling import measure_ceiling
 from .preload import preload

@@ -5,7 +5,7 @@ import os
 import time
 from pathlib import Path
 
-from orders.ops.worker_process import POLL_INTERVAL_S, START_TIMEOUT_S, WorkerProcess
+from bench.worker_process import POLL_INTERVAL_S, START_TIMEOUT_S, WorkerProcess
 
 from .run import BenchFailure
 

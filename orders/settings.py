@@ -180,6 +180,16 @@ def _convert(env: str, raw: str, kind: type) -> object:
     raise TypeError(f"setting {env} has a type the loader does not know: {kind}")
 
 
+def load_settings_or_defaults(environ: Mapping[str, str] = os.environ) -> tuple[Settings, SettingsError | None]:
+    """The settings, or the defaults and the error when the environment has a value the app cannot use: the
+    app is built at import with these, and a command reports the error when it runs (`faust -A app --help`
+    works whatever the environment)."""
+    try:
+        return load_settings(environ), None
+    except SettingsError as exc:
+        return Settings(), exc
+
+
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
     """Settings from environment variables named like the fields in upper case; unset or blank: the default."""
     hints = get_type_hints(Settings)

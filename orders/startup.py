@@ -7,19 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from avro_codec import RegistryUnavailable, SchemaCache
+from avro_codec import RegistryUnavailable
 
-from . import kafka_io
 from .client_config import confluent_config
+from .kafka import admin
+from .schemas import PatientRegistry
 from .settings import Settings
 
 #: Exit code of a worker or command that cannot reach Kafka or the registry in time.
 EXIT_CANNOT_START = 3
 #: What `prepare_topics_and_registry` raises when Kafka or the registry does not answer in time.
-STARTUP_ERRORS = (kafka_io.TopicSetupError, RegistryUnavailable)
+STARTUP_ERRORS = (admin.TopicSetupError, RegistryUnavailable)
 
 
-def prepare_topics_and_registry(settings: Settings, registry: SchemaCache,
+def prepare_topics_and_registry(settings: Settings, registry: PatientRegistry,
                                 changelogs: Mapping[str, Mapping[str, str]] | None = None) -> None:
     """Create the app's topics and wait for the registry (blocking), each for up to STARTUP_TIMEOUT_SECONDS.
 
@@ -32,20 +33,20 @@ def prepare_topics_and_registry(settings: Settings, registry: SchemaCache,
     """
     changelogs = dict(changelogs or {})
     try:
-        kafka_io.ensure_topics(
+        admin.ensure_topics(
             confluent_config(settings),
             (settings.orders_topic, settings.retry_topic, settings.dlq_topic, *changelogs),
             settings.partitions, timeout_s=settings.startup_timeout_seconds,
             same_partitions=(settings.orders_topic, settings.retry_topic, *changelogs), topic_configs=changelogs,
             user=f"user {settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism})")
-    except kafka_io.TlsFailure as exc:
+    except admin.TlsFailure as exc:
         trusted = (f"KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile}" if settings.kafka_ssl_cafile
                    else "the system's CA certificates (KAFKA_SSL_CAFILE is not set)")
-        raise kafka_io.TlsFailure(f"{exc}; the client trusts {trusted}: it must hold the CA that signed the "
+        raise admin.TlsFailure(f"{exc}; the client trusts {trusted}: it must hold the CA that signed the "
                                   "broker's certificate") from None
     registry.wait_until_reachable(settings.startup_timeout_seconds)
 
 
 def output_record_limit(settings: Settings) -> int:
     """The largest retry copy or dead letter the worker may write: what both output topics take."""
-    return kafka_io.max_message_bytes(confluent_config(settings), (settings.retry_topic, settings.dlq_topic))
+    return admin.max_message_bytes(confluent_config(settings), (settings.retry_topic, settings.dlq_topic))

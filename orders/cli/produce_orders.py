@@ -23,9 +23,9 @@ from faust.cli import option
 
 from avro_codec import AvroCodecError
 
-from .. import kafka_io
-from ..app import app, order_codec, registry, settings
+from ..app import app, settings
 from ..client_config import confluent_config
+from ..kafka import producing
 from ..startup import EXIT_CANNOT_START, STARTUP_ERRORS, prepare_topics_and_registry
 
 PRODUCTS = ["Laptop", "Phone", "Tablet", "Monitor", "Keyboard", "Mouse", "Headphones", "Camera"]
@@ -39,7 +39,7 @@ FAST_PRODUCER_CONFIG = {"linger.ms": 20, "batch.num.messages": 100_000, "batch.s
 
 
 def order_producer(fast: bool) -> Producer:
-    return kafka_io.producer(confluent_config(settings), **(FAST_PRODUCER_CONFIG if fast else {}))
+    return producing.producer(confluent_config(settings), **(FAST_PRODUCER_CONFIG if fast else {}))
 
 
 def random_order() -> dict:
@@ -50,7 +50,7 @@ def random_order() -> dict:
 
 def send_order(producer: Producer, topic: str, order: dict, on_delivery: Callable) -> None:
     """Queue one order, keyed by orderId; its value is Confluent-framed Avro of the app's schema."""
-    kafka_io.produce(producer, topic, key=order["orderId"], value=order_codec.encode_fitting(order),
+    producing.produce(producer, topic, key=order["orderId"], value=app.runtime.codec.encode_fitting(order),
                      on_delivery=on_delivery)
 
 
@@ -64,15 +64,15 @@ async def produce_orders(self, count: int, interval: float) -> None:
     """Send random orders to the orders topic, keyed by orderId, and summarize their delivery."""
     topic = settings.orders_topic
     try:
-        prepare_topics_and_registry(settings, registry)
-        order_codec.register_schema()  # an outage or a refused schema ends the command here, not mid-way
+        prepare_topics_and_registry(settings, app.runtime.registry)
+        app.runtime.codec.register_schema()  # an outage or a refused schema ends the command here, not mid-way
     except STARTUP_ERRORS as exc:
         print(f"produce-orders cannot start: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CANNOT_START) from None
     except AvroCodecError as exc:
         raise SystemExit(f"produce-orders: cannot encode orders for {topic}: {exc}") from None
 
-    tally = kafka_io.DeliveryTally(echo=self.say if interval else None)
+    tally = producing.DeliveryTally(echo=self.say if interval else None)
     producer = order_producer(fast=not interval)
     started = time.monotonic()
     try:
@@ -84,14 +84,14 @@ async def produce_orders(self, count: int, interval: float) -> None:
                 await send_fast(producer, topic, count, tally, bar)
     except asyncio.CancelledError:  # Ctrl-C or SIGTERM: report what was delivered, then stop
         print("produce-orders: interrupted", file=sys.stderr)
-    undelivered = kafka_io.drain(producer, DRAIN_TIMEOUT_SECONDS)
+    undelivered = producing.drain(producer, DRAIN_TIMEOUT_SECONDS)
     self.say(tally.summary(count, topic, time.monotonic() - started, undelivered))
     if tally.sent < count:
         first = f"; first error: {tally.first_error}" if tally.first_error else ""
         raise SystemExit(f"produce-orders: {count - tally.sent} of {count} orders not delivered{first}")
 
 
-async def send_paced(producer: Producer, topic: str, count: int, interval: float, tally: kafka_io.DeliveryTally,
+async def send_paced(producer: Producer, topic: str, count: int, interval: float, tally: producing.DeliveryTally,
                      say: Callable[[str], Any]) -> None:
     """The demo: one order every `interval` seconds, each printed with its delivery."""
     for i in range(count):
@@ -103,7 +103,7 @@ async def send_paced(producer: Producer, topic: str, count: int, interval: float
             await asyncio.sleep(interval)
 
 
-async def send_fast(producer: Producer, topic: str, count: int, tally: kafka_io.DeliveryTally, bar) -> None:
+async def send_fast(producer: Producer, topic: str, count: int, tally: producing.DeliveryTally, bar) -> None:
     """As fast as librdkafka takes them; the bar counts delivery reports, not calls to produce."""
     shown = 0
 
@@ -117,4 +117,4 @@ async def send_fast(producer: Producer, topic: str, count: int, tally: kafka_io.
         if i % FAST_BATCH == FAST_BATCH - 1:
             advance()
             await asyncio.sleep(0)
-    kafka_io.drain(producer, DRAIN_TIMEOUT_SECONDS, advance)
+    producing.drain(producer, DRAIN_TIMEOUT_SECONDS, advance)

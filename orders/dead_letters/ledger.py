@@ -19,8 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .. import kafka_io
-from ..kafka_io import Record
+from ..kafka.reading import Record, TopicMissing, read_topic
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ class Entry:
     @classmethod
     def from_record(cls, record: Record) -> Entry | None:
         """The entry a ledger record holds; None for an older version's unfinished `publishing` entry."""
-        where = f"{record.topic}/{record.partition}/{record.offset}"
+        where = record.coordinates
         try:
             value = json.loads(record.value)
             if value["state"] == _OLD_PUBLISHING:
@@ -79,7 +78,7 @@ def fold(records: Iterable[Record]) -> dict[str, Entry]:
     entries: dict[str, Entry] = {}
     for record in records:
         if record.key is None:
-            raise LedgerError(f"ledger record {record.topic}/{record.partition}/{record.offset} has no key")
+            raise LedgerError(f"ledger record {record.coordinates} has no key")
         key = record.key.decode("utf-8", errors="replace")
         entry = None if record.value is None else Entry.from_record(record)
         if entry is None:
@@ -92,6 +91,6 @@ def fold(records: Iterable[Record]) -> dict[str, Entry]:
 def load(config: Mapping[str, Any], topic: str) -> dict[str, Entry]:
     """The ledger as it stands: every committed entry, folded; empty when no replay ever ran."""
     try:
-        return fold(kafka_io.read_topic(config, topic))
-    except kafka_io.TopicMissing:
+        return fold(read_topic(config, topic))
+    except TopicMissing:
         return {}

@@ -15,7 +15,7 @@ from typing import Any
 from avro_codec import AvroCodecError
 
 from ..domain import headers as h
-from ..kafka_io import Record
+from ..kafka.reading import Record
 
 #: Epoch values at or above this are milliseconds: as seconds they would be after the year 5000.
 EPOCH_MS_THRESHOLD = 100_000_000_000
@@ -50,13 +50,13 @@ class DeadLetter:
     @property
     def coordinates(self) -> str:
         """Where this dead letter sits in the DLQ: topic/partition/offset."""
-        return f"{self.topic}/{self.partition}/{self.offset}"
+        return h.origin_key(self.topic, self.partition, self.offset)
 
     @property
     def original(self) -> str | None:
         if None in (self.original_topic, self.original_partition, self.original_offset):
             return None
-        return h.Attempt(self.original_topic, self.original_partition, self.original_offset).origin_key
+        return h.origin_key(self.original_topic, self.original_partition, self.original_offset)
 
     @property
     def dedupe_key(self) -> str:

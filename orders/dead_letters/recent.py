@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .. import kafka_io
+from ..kafka.reading import TopicMissing, tail
 from . import ledger
 from .letters import DeadLetter, dead_letter, in_dlq_order
 
@@ -18,8 +18,8 @@ def newest(config: Mapping[str, Any], dlq_topic: str, ledger_topic: str, limit: 
     errors propagate: an outage must not look like an empty DLQ.
     """
     try:
-        tails = kafka_io.tail(config, dlq_topic, limit)
-    except kafka_io.TopicMissing:
+        tails = tail(config, dlq_topic, limit)
+    except TopicMissing:
         return []
     letters = in_dlq_order(dead_letter(record, decode) for records in tails.values() for record in records)
     shown = letters[::-1][:limit]

@@ -51,6 +51,11 @@ MAX_ERROR_CHARS = 1000
 RECORD_OVERHEAD_BYTES = 512
 
 
+def origin_key(topic: str, partition: int, offset: int) -> str:
+    """`topic/partition/offset`: a record's stable identity (the DLQ's dedupe key, the ledger's key)."""
+    return f"{topic}/{partition}/{offset}"
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One attempt at one original `orders` record."""
@@ -65,7 +70,7 @@ class Attempt:
     @property
     def origin_key(self) -> str:
         """Stable identity of the original record: the DLQ's dedupe key too."""
-        return f"{self.topic}/{self.partition}/{self.offset}"
+        return origin_key(self.topic, self.partition, self.offset)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,17 @@
-"""What processing an order means, free of Kafka and the registry."""
+"""What processing an order means, free of Kafka and the registry.
+
+`validate` turns a decoded record into an `Order` (or says why it can never
+succeed); the `Order` is what the rest of the processing, the outcomes and
+the console lines read. A field the reader schema has and this class does not
+name yet (a newer schema's) travels in `extras`, as decoded.
+"""
 from __future__ import annotations
 
 import hashlib
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +33,14 @@ class Order:
     order_id: str
     product: str
     price: float
+    #: schema v2 added these two, with these defaults (a v1 record decodes with them)
+    quantity: int = 1
+    currency: str = "USD"
+    #: the reader schema's other fields, by their Avro names, as decoded
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    #: the Avro field names this class reads into its attributes
+    FIELDS = ("orderId", "product", "price", "quantity", "currency")
 
     @property
     def price_micros(self) -> int:
@@ -50,7 +64,9 @@ def validate(record: Mapping[str, Any]) -> Order:
         raise InvalidOrder(f"price {price} is not finite")
     if price < 0:
         raise InvalidOrder(f"price {price} is negative")
-    return Order(order_id, product, float(price))
+    extras = {name: value for name, value in record.items() if name not in Order.FIELDS}
+    return Order(order_id, product, float(price), quantity=record.get("quantity", 1),
+                 currency=record.get("currency", "USD"), extras=extras)
 
 
 class FailureSimulator:

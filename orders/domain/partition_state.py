@@ -80,21 +80,51 @@ class PartitionState:
         return self.retry_seq_sent
 
 
-def summarize(states: Iterable[PartitionState]) -> dict[str, Any]:
-    """The aggregate the web view shows, over the given partitions."""
-    orders = total = retries = dead = in_retry = 0
-    for state in states:
-        orders += state.orders
-        total += state.total_micros
-        retries += state.retries
-        dead += state.dead_letters
-        in_retry += state.in_retry
-    return {
-        "orders": orders,
-        "total_price": total / MICROS_PER_UNIT,
-        "total_price_micros": total,
-        "average": round(total / orders / MICROS_PER_UNIT, 6) if orders else 0.0,
-        "retries": retries,
-        "dead_letters": dead,
-        "in_retry": in_retry,
-    }
+#: A partition's share of the aggregate: its live state and the records applied since its last commit.
+Share = tuple[PartitionState, int]
+#: Where a share is written as one JSON object (the table's value, /partition-stats/): the records applied
+#: since the last commit, next to the state's own fields (a committed state written to the changelog has none).
+UNCOMMITTED = "uncommitted"
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """The aggregate over some partitions: what `/average/`, `/metrics` and the console show."""
+
+    orders: int = 0
+    total_micros: int = 0
+    retries: int = 0
+    dead_letters: int = 0
+    #: orders whose retry copy is sent and not yet resolved
+    in_retry: int = 0
+    #: records applied to these figures whose transaction has not committed yet
+    uncommitted: int = 0
+    #: partitions the figures cover
+    partitions: int = 0
+
+    @classmethod
+    def of(cls, shares: Iterable[Share]) -> Aggregate:
+        orders = total = retries = dead = in_retry = uncommitted = partitions = 0
+        for state, applied in shares:
+            orders += state.orders
+            total += state.total_micros
+            retries += state.retries
+            dead += state.dead_letters
+            in_retry += state.in_retry
+            uncommitted += applied
+            partitions += 1
+        return cls(orders, total, retries, dead, in_retry, uncommitted, partitions)
+
+    @property
+    def total_price(self) -> float:
+        return self.total_micros / MICROS_PER_UNIT
+
+    @property
+    def average(self) -> float:
+        return round(self.total_micros / self.orders / MICROS_PER_UNIT, 6) if self.orders else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape `/average/` serves (and the live page reads)."""
+        return {"orders": self.orders, "total_price": self.total_price, "total_price_micros": self.total_micros,
+                "average": self.average, "retries": self.retries, "dead_letters": self.dead_letters,
+                "in_retry": self.in_retry, "uncommitted": self.uncommitted, "partitions": self.partitions}

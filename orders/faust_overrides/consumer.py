@@ -24,7 +24,7 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class SourceRecord:
+class FetchedRecord:
     """One fetched record as the processing reads it (Faust's message fields, timestamp in seconds)."""
 
     __slots__ = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
@@ -51,10 +51,10 @@ class RecordBatches:
 
     async def put(self, generation: int, tp: TP, fetched: list[Any]) -> None:
         for start in range(0, len(fetched), self.max_records):
-            chunk = [SourceRecord(record) for record in fetched[start:start + self.max_records]]
+            chunk = [FetchedRecord(record) for record in fetched[start:start + self.max_records]]
             await self._queue.put((generation, tp.partition, chunk))
 
-    async def get(self) -> tuple[int, list[SourceRecord]]:
+    async def get(self) -> tuple[int, list[FetchedRecord]]:
         """The next batch of the current generation: (its partition, its records in offset order)."""
         while True:
             generation, partition, records = await self._queue.get()

@@ -1,4 +1,10 @@
-"""The partition-state table: its changelog is written by the partitions' transactions."""
+"""The partition-state table (`order-stats`): its changelog is written by the partitions' transactions.
+
+It is the one source of the aggregate its readers read: each partition's task
+publishes its live state into it (as Kafka Streams' tasks write their stores,
+which interactive queries read), with the records applied since its last
+commit, and its committed state with the changelog offset at each commit.
+"""
 from __future__ import annotations
 
 import weakref
@@ -7,6 +13,8 @@ from typing import Any
 import faust
 from faust.streams import _current_event
 from faust.types import TP
+
+from ..domain.partition_state import UNCOMMITTED, PartitionState, Share
 
 
 class _StandInEvent:
@@ -35,14 +43,23 @@ class PartitionStateTable(faust.Table):
             await hooks.before_recovery({tp.partition for tp in assigned if tp.topic == name})
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
-    def store(self, partition: int, value: Any, changelog_offset: int | None) -> None:
-        """Put a committed value in the local store; `changelog_offset` is where its changelog record landed
-        (RocksDB keeps it, so a restart replays only the changelog after it)."""
+    def publish(self, partition: int, state: PartitionState, uncommitted: int,
+                changelog_offset: int | None = None) -> None:
+        """Put a partition's state in the local store: its live state with the records applied since its last
+        commit, or (`changelog_offset` given) its committed state, whose changelog record landed there (RocksDB
+        keeps the offset, so a restart replays only the changelog after it)."""
         stand_in = _StandInEvent(partition)
         token = _current_event.set(weakref.ref(stand_in))
         try:
-            self[partition] = value
+            self[partition] = {**state.to_value(), UNCOMMITTED: uncommitted}
         finally:
             _current_event.reset(token)
         if changelog_offset is not None:
             self.data.set_persisted_offset(TP(self.changelog_topic_name, partition), changelog_offset)
+
+    def share(self, partition: int) -> Share | None:
+        """A partition's state and its records applied since the last commit, as published (None: none)."""
+        value = self.get(partition)
+        if value is None:
+            return None
+        return PartitionState.from_value(value), int(value.get(UNCOMMITTED, 0))

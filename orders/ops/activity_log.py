@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ..domain.partition_state import Aggregate
+
 PROCESSED = "processed"
 RETRIED = "retried"
 DEAD_LETTERED = "dead-lettered"
@@ -40,7 +42,7 @@ class ActivityLog:
         self._left_out += 1
         return False
 
-    def summary(self, totals: dict) -> str | None:
+    def summary(self, totals: Aggregate) -> str | None:
         """The line for the interval since the last summary, or None when every event had its own line."""
         now = self._clock()
         elapsed, self._since = now - self._since, now
@@ -52,5 +54,5 @@ class ActivityLog:
         rate = counts[PROCESSED] / elapsed if elapsed > 0 else 0.0
         return (f"last {elapsed:.1f}s: {counts[PROCESSED]:,} processed ({rate:,.0f}/s), "
                 f"{counts[RETRIED]:,} retried, {counts[DEAD_LETTERED]:,} dead-lettered "
-                f"({left_out:,} not logged one by one) | orders={totals['orders']:,} "
-                f"average={totals['average']:.2f} dead_letters={totals['dead_letters']:,}")
+                f"({left_out:,} not logged one by one) | orders={totals.orders:,} "
+                f"average={totals.average:.2f} dead_letters={totals.dead_letters:,}")

@@ -30,5 +30,5 @@ def readiness(app: Any, tasks: Any) -> dict[str, Any]:
     blocked = tasks.blocked()
     for number, why in blocked.items():
         reasons.append(f"partition {number} is blocked: {why.reason}")
-    return {"ready": not reasons, "reasons": reasons, "partitions": sorted(tasks.live_states()),
+    return {"ready": not reasons, "reasons": reasons, "partitions": tasks.owned(),
             "blocked": {str(number): why.to_json() for number, why in blocked.items()}}

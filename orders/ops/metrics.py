@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..domain.partition_state import Aggregate
+
 #: From 1 ms (a first attempt on an idle worker) to a minute: a retried order's
 #: latency includes the retry delay it was held for. Dense below a second, so
 #: quantiles interpolated from them (bench/histogram.py, Prometheus'
@@ -112,12 +114,12 @@ class OrderMetrics:
         for (topic, partition), records in lag.items():
             self._lag.labels(topic=topic, partition=str(partition)).set(records)
 
-    def set_owned_aggregate(self, summary: Mapping[str, float]) -> None:
-        """From the aggregate over this worker's partitions (`orders`, `total_price`, `average`, `in_retry`)."""
-        self._owned_orders.set(summary["orders"])
-        self._owned_total_price.set(summary["total_price"])
-        self._owned_average.set(summary["average"])
-        self._owned_in_retry.set(summary["in_retry"])
+    def set_owned_aggregate(self, aggregate: Aggregate) -> None:
+        """From the aggregate over this worker's partitions."""
+        self._owned_orders.set(aggregate.orders)
+        self._owned_total_price.set(aggregate.total_price)
+        self._owned_average.set(aggregate.average)
+        self._owned_in_retry.set(aggregate.in_retry)
 
     def set_partition_blocked(self, partition: int, blocked: bool) -> None:
         """A partition became blocked (1) or unblocked (0: the series stays, so alerts see it resolve)."""

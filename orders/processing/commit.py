@@ -16,26 +16,21 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from avro_codec.backoff import Backoff
-
+from ..backoff import Backoff
+from ..kafka.transactions import Failure, TransactionError
 from .partition import Outcome, Partition
-from .transactions import Failure, TransactionError
 
 log = logging.getLogger("orders")
 
-#: Puts a committed state in the local table store: (partition, value, its changelog offset or None).
-StoreWrite = Callable[[int, dict, "int | None"], None]
-
-
 class Committer:
-    def __init__(self, *, changelog_topic: str, write_store: StoreWrite,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+    def __init__(self, *, changelog_topic: str, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
         self.changelog_topic = changelog_topic
-        self.write_store = write_store
         self.sleep = sleep
 
-    async def commit(self, part: Partition, keep_trying: Callable[[TransactionError], bool]) -> list[Outcome]:
-        """Commit the partition's open transaction with its live state; return the transaction's outcomes.
+    async def commit(self, part: Partition, keep_trying: Callable[[TransactionError], bool]
+                     ) -> tuple[list[Outcome], int | None]:
+        """Commit the partition's open transaction with its live state; return the transaction's outcomes and
+        the offset its state landed at on the changelog (None if the delivery report did not say).
 
         `keep_trying(error)` is asked before each new attempt after a refusal for the moment: False raises it.
         """
@@ -59,5 +54,4 @@ class Committer:
                 delay = backoff.next_delay()
                 log.warning("partition %d: commit not done yet (%s); asking again in %.1fs", part.number, exc, delay)
                 await self.sleep(delay)
-        self.write_store(part.number, value, written.get("offset"))
-        return part.mark_committed()
+        return part.mark_committed(), written.get("offset")

@@ -38,14 +38,15 @@ from avro_codec import AvroCodecError
 
 from ..domain import headers as h
 from ..domain.headers import Attempt, describe, dlq_headers, retry_copy, retry_headers
-from ..domain.order import FailureSimulator, InvalidOrder, SimulatedFailure, process_order, validate
+from ..domain.order import FailureSimulator, InvalidOrder, Order, SimulatedFailure, process_order, validate
 from ..domain.retry_policy import RetryPolicy
-from .partition import DEAD_LETTERED, PROCESSED, RETRIED, Outcome, Partition, coordinates, label
+from ..kafka.records import SourceRecord, coordinates
+from .partition import DEAD_LETTERED, PROCESSED, RETRIED, Outcome, Partition, label
 
 log = logging.getLogger("orders")
 
 #: Reads the committed records of one partition with start <= offset < end, at most a page of them, in order.
-ReadPage = Callable[[str, int, int, int], Awaitable[Sequence[Any]]]
+ReadPage = Callable[[str, int, int, int], Awaitable[Sequence[SourceRecord]]]
 #: A test-only fault point (FAULT_INJECTION_RATE): raises at random, named by where it is.
 FaultPoint = Callable[[str], None]
 
@@ -93,7 +94,7 @@ class OrderHandler:
 
     # -- what the partition task asks before applying a retry copy ------------
 
-    def due_in_ms(self, part: Partition, msg: Any, first_seen_ms: int) -> int:
+    def due_in_ms(self, part: Partition, msg: SourceRecord, first_seen_ms: int) -> int:
         """How long a record of the retry topic must still wait: 0 when it is due, or when it is judged
         without waiting (a replay, not a retry record, an orphan, a duplicate)."""
         expected = part.state.next_offset(msg.topic)
@@ -117,7 +118,7 @@ class OrderHandler:
 
     # -- applying -------------------------------------------------------------
 
-    async def apply(self, part: Partition, msg: Any, *, is_retry: bool) -> bool:
+    async def apply(self, part: Partition, msg: SourceRecord, *, is_retry: bool) -> bool:
         """Apply one delivered record to its partition; False when it is a replay and changed nothing."""
         expected = part.state.next_offset(msg.topic)
         if expected is None:
@@ -153,7 +154,7 @@ class OrderHandler:
         if found:
             log.warning("%s[%d]: applied %d skipped record(s) first", topic, part.number, found)
 
-    async def _resolve_copy(self, part: Partition, msg: Any) -> None:
+    async def _resolve_copy(self, part: Partition, msg: SourceRecord) -> None:
         copy = retry_copy(msg.headers)
         if copy is None:
             error = NotARetryRecord(f"no valid {h.ATTEMPT}/{h.ORIGINAL_TOPIC}/... headers: not written by this app")
@@ -182,7 +183,7 @@ class OrderHandler:
             self.fault("copy-attempted")
         state.retry_seq_done = copy.seq
 
-    def apply_next(self, part: Partition, msg: Any) -> bool:
+    def apply_next(self, part: Partition, msg: SourceRecord) -> bool:
         """The hot path of `orders`, without awaiting: apply a record at the partition's next offset whose
         writer schema is cached. False when it is not such a record; the caller then awaits `apply`."""
         last = part.state.applied.get(msg.topic)
@@ -201,7 +202,7 @@ class OrderHandler:
         part.state.applied[msg.topic] = msg.offset
         return True
 
-    def give_up(self, part: Partition, msg: Any, error: Exception) -> None:
+    def give_up(self, part: Partition, msg: SourceRecord, error: Exception) -> None:
         """Dead-letter a record whose processing keeps raising an error no rule classifies
         (`processing-error`), and mark it applied; a retry copy counts as resolved."""
         copy = retry_copy(msg.headers) if msg.topic == self.retry_topic else None
@@ -211,7 +212,7 @@ class OrderHandler:
             part.state.retry_seq_done = copy.seq
         part.state.mark_applied(msg.topic, msg.offset)
 
-    async def _attempt(self, part: Partition, msg: Any, attempt: Attempt) -> None:
+    async def _attempt(self, part: Partition, msg: SourceRecord, attempt: Attempt) -> None:
         """Decode (waiting for the registry on a schema not cached yet), then process the attempt."""
         try:
             record = self.codec.decode_cached(msg.value)
@@ -222,33 +223,42 @@ class OrderHandler:
             return
         self._process(part, msg, record, attempt.number, attempt)
 
-    def _process(self, part: Partition, msg: Any, record: dict, number: int, attempt: Attempt | None) -> None:
-        """Validate and process attempt `number` of a decoded order: count it, or route the failure.
+    def _process(self, part: Partition, msg: SourceRecord, record: dict, number: int,
+                 attempt: Attempt | None) -> None:
+        """Validate and process attempt `number` of a decoded record: count its order, or route the failure.
         `attempt` may be None for a first attempt (built only when it fails)."""
         try:
-            micros = process_order(validate(record), number, self.failures)
-        except (InvalidOrder, SimulatedFailure) as error:
-            self._failed(part, msg, attempt or Attempt(msg.topic, msg.partition, msg.offset), record, error)
+            order = validate(record)
+        except InvalidOrder as error:
+            self._failed(part, msg, attempt or Attempt(msg.topic, msg.partition, msg.offset), None, error,
+                         order_id=record.get("orderId"))
+            return
+        try:
+            micros = process_order(order, number, self.failures)
+        except SimulatedFailure as error:
+            self._failed(part, msg, attempt or Attempt(msg.topic, msg.partition, msg.offset), order, error)
             return
         part.state.count(micros)
         # A record without a timestamp (None, or Kafka's -1) is not observed; one ahead of this clock counts as 0.
         timestamp = msg.timestamp
         latency = None if timestamp is None or timestamp <= 0 else max(0.0, self.clock() - timestamp)
-        part.outcomes.append(Outcome(PROCESSED, msg, record, number, latency))
+        part.outcomes.append(Outcome(PROCESSED, msg, order, number, latency))
 
-    def _failed(self, part: Partition, msg: Any, attempt: Attempt, record: dict | None, error: Exception) -> None:
+    def _failed(self, part: Partition, msg: SourceRecord, attempt: Attempt, order: Order | None, error: Exception,
+                order_id: str | None = None) -> None:
         reason = dead_letter_reason(error, attempt.number, self.policy)
         if reason is None:
-            self._retry(part, msg, attempt, error, record)
+            self._retry(part, msg, attempt, error, order)
         else:
-            self._dead_letter(part, msg, attempt, reason, error, record)
+            self._dead_letter(part, msg, attempt, reason, error, order, order_id)
 
-    def _retry(self, part: Partition, msg: Any, attempt: Attempt, error: Exception, record: dict | None) -> None:
+    def _retry(self, part: Partition, msg: SourceRecord, attempt: Attempt, error: Exception,
+               order: Order | None) -> None:
         now_ms = self.now_ms()
         headers = retry_headers(attempt, error, now_ms, self.policy.not_before_ms(now_ms),
                                 seq=part.state.retry_seq_sent + 1, app_id=self.policy.app_id)
         if h.record_bytes(msg.key, msg.value, headers) > self.dead_letter_bytes:
-            self._dead_letter(part, msg, attempt, h.TOO_LARGE, error, record)
+            self._dead_letter(part, msg, attempt, h.TOO_LARGE, error, order)
             return
         # The record's timestamp is the failure time its not-before counts from.
         part.output.produce(self.retry_topic, key=msg.key, value=msg.value, headers=headers,
@@ -256,10 +266,10 @@ class OrderHandler:
         if self.fault:
             self.fault("retry-queued")
         part.state.next_retry_seq()
-        part.outcomes.append(Outcome(RETRIED, msg, record, attempt.number, detail=str(error)))
+        part.outcomes.append(Outcome(RETRIED, msg, order, attempt.number, detail=str(error)))
 
-    def _dead_letter(self, part: Partition, msg: Any, attempt: Attempt, reason: str, error: Exception,
-                     record: dict | None) -> None:
+    def _dead_letter(self, part: Partition, msg: SourceRecord, attempt: Attempt, reason: str, error: Exception,
+                     order: Order | None, order_id: str | None = None) -> None:
         headers = dlq_headers(attempt, reason, error, self.now_ms())
         value = msg.value
         if h.record_bytes(msg.key, value, headers) > self.dead_letter_bytes:
@@ -269,5 +279,6 @@ class OrderHandler:
         if self.fault:
             self.fault("dead-letter-queued")
         part.state.dead_letters += 1
-        part.outcomes.append(Outcome(DEAD_LETTERED, msg, record, attempt.number, reason=reason, detail=describe(error)))
+        part.outcomes.append(Outcome(DEAD_LETTERED, msg, order, attempt.number, reason=reason, detail=describe(error),
+                                     order_id=order_id))
 

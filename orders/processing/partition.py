@@ -13,16 +13,13 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ..domain.order import Order
 from ..domain.partition_state import PartitionState
+from ..kafka.records import SourceRecord, coordinates
 
 PROCESSED = "processed"
 RETRIED = "retried"
 DEAD_LETTERED = "dead-lettered"
-
-
-def coordinates(msg: Any) -> str:
-    """`topic[partition]@offset`: how logs and errors name a record."""
-    return f"{msg.topic}[{msg.partition}]@{msg.offset}"
 
 
 class Outcome(NamedTuple):
@@ -31,9 +28,9 @@ class Outcome(NamedTuple):
 
     kind: str
     #: the record (its coordinates name it in the console)
-    msg: Any
-    #: the decoded order; None when it did not decode
-    order: dict[str, Any] | None
+    msg: SourceRecord
+    #: the order; None when the record did not decode or was not a valid order
+    order: Order | None
     attempt: int
     #: seconds from the record's Kafka timestamp to its application (counted orders); None without a timestamp
     latency_s: float | None = None
@@ -41,15 +38,16 @@ class Outcome(NamedTuple):
     reason: str | None = None
     #: the error, for the console line
     detail: str = ""
+    #: the orderId of a record that decoded but is not a valid order (`order` is None then)
+    order_id: str | None = None
 
     @property
     def label(self) -> str:
-        return label(self.order, self.msg)
+        return label(self.order.order_id if self.order else self.order_id, self.msg)
 
 
-def label(order: dict | None, msg: Any) -> str:
+def label(order_id: str | None, msg: SourceRecord) -> str:
     """How the console names a record: its orderId when it has one, and where it came from."""
-    order_id = order.get("orderId") if isinstance(order, dict) else None
     return f"{order_id or '<no orderId>'} ({coordinates(msg)})"
 
 
@@ -61,7 +59,7 @@ class Partition:
         self.output = output
         self.outcomes: list[Outcome] = []
         #: the delivered records applied in the open transaction, in the order they were applied
-        self.applied: list[Any] = []
+        self.applied: list[SourceRecord] = []
         #: monotonic time of the first change since the last commit; None when nothing is uncommitted
         self.changed_at: float | None = None
         #: let go (revoked, shut down) or taken over by another worker (our producer was fenced):
@@ -78,7 +76,7 @@ class Partition:
         if self.changed_at is None:
             self.changed_at = now
 
-    def restore(self) -> list[Any]:
+    def restore(self) -> list[SourceRecord]:
         """Back to the last committed state; return the records applied since, to be applied again."""
         self.state = self.committed.copy()
         self.outcomes.clear()

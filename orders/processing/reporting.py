@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+from ..domain.partition_state import Aggregate
 from ..domain.retry_policy import RetryPolicy
 from ..ops.activity_log import ActivityLog
 from ..ops.metrics import OrderMetrics
@@ -14,7 +15,7 @@ log = logging.getLogger("orders")
 
 class Reporter:
     def __init__(self, *, metrics: OrderMetrics, activity: ActivityLog, policy: RetryPolicy, retry_topic: str,
-                 summary: Callable[[], dict]) -> None:
+                 summary: Callable[[], Aggregate]) -> None:
         self.metrics = metrics
         self.activity = activity
         self.policy = policy
@@ -34,11 +35,10 @@ class Reporter:
                 self.metrics.observe_latency(outcome.latency_s)
                 if self.activity.record(PROCESSED):
                     summary = summary or self.summary()
-                    order = outcome.order or {}
-                    log.info("processed %s %s %.2f %s x%s (attempt %d) | orders=%d average=%.2f",
-                             order.get("orderId"), order.get("product"), order.get("price", 0.0),
-                             order.get("currency", "?"), order.get("quantity", "?"), outcome.attempt,
-                             summary["orders"], summary["average"])
+                    order = outcome.order
+                    log.info("processed %s %s %.2f %s x%d (attempt %d) | orders=%d average=%.2f", order.order_id,
+                             order.product, order.price, order.currency, order.quantity, outcome.attempt,
+                             summary.orders, summary.average)
             elif outcome.kind == RETRIED:
                 self.metrics.retried()
                 if self.activity.record(RETRIED):

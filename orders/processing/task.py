@@ -41,16 +41,18 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaException
 
-from avro_codec.backoff import Backoff
 from avro_codec.errors import RegistryUnavailable
 
+from ..backoff import Backoff
 from ..domain.headers import describe
+from ..domain.partition_state import PartitionState
+from ..kafka.records import SourceRecord, coordinates
+from ..kafka.transactions import Failure, TransactionError
 from .commit import Committer
 from .flow import Flow
 from .handler import OrderHandler
-from .partition import Partition, coordinates
+from .partition import Partition
 from .reporting import Reporter
-from .transactions import Failure, TransactionError
 
 log = logging.getLogger("orders")
 
@@ -105,10 +107,17 @@ class PartitionOwner(Protocol):
         """The partition became blocked (or unblocked: None)."""
 
 
+class StateStore(Protocol):
+    """Where a partition's state is published for its readers (the `order-stats` table)."""
+
+    def publish(self, partition: int, state: PartitionState, uncommitted: int,
+                changelog_offset: int | None = None) -> None: ...
+
+
 class PartitionTask:
     def __init__(self, number: int, *, orders_topic: str, retry_topic: str, handler: OrderHandler,
-                 committer: Committer, reporter: Reporter, flow: Flow,
-                 owner: PartitionOwner, limits: TaskLimits, part: Partition | None = None,
+                 committer: Committer, reporter: Reporter, flow: Flow, owner: PartitionOwner, store: StateStore,
+                 limits: TaskLimits, part: Partition | None = None,
                  monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
                  fault: Callable[[str], None] | None = None) -> None:
         self.number = number
@@ -120,13 +129,14 @@ class PartitionTask:
         self.reporter = reporter
         self.flow = flow
         self.owner = owner
+        self.store = store
         self.limits = limits
         self.part = part
         self.monotonic = monotonic
         self.wall = wall
         self.fault = fault
-        self.orders: deque[Any] = deque()
-        self.retries: deque[Any] = deque()
+        self.orders: deque[SourceRecord] = deque()
+        self.retries: deque[SourceRecord] = deque()
         #: offset of a record on the retry inbox -> epoch ms it first arrived here (bounds its wait)
         self._first_seen: dict[int, int] = {}
         #: highest offset delivered per topic (the watchdog's measure of delivery)
@@ -135,7 +145,7 @@ class PartitionTask:
         self._stopping = False
         self._task: asyncio.Task | None = None
         # -- the error boundary's state
-        self._current: Any = None
+        self._current: SourceRecord | None = None
         self._backoff = self._new_backoff()
         self._retry_at = 0.0  # monotonic time before which the task only waits (after a failure)
         self._needs_abort = False
@@ -153,20 +163,29 @@ class PartitionTask:
         self.blocked: Blocked | None = None
         #: monotonic time the head of the retry inbox is due (inf: no head waiting)
         self._head_due = math.inf
+        #: the live state changed since it was last published
+        self._changed = part is not None
 
     def _new_backoff(self) -> Backoff:
-        return Backoff(self.limits.backoff_initial_s, self.limits.backoff_max_s, jitter=0.2)
+        return Backoff(self.limits.backoff_initial_s, self.limits.backoff_max_s)
 
     # -- what the owner and the agents call ----------------------------------------
 
     def start(self) -> None:
+        """Publish the committed state the partition was taken over with, then run the task."""
+        if self.part is not None:
+            self.store.publish(self.number, self.part.state, 0)
+            self._changed = False
+        self._spawn()
+
+    def _spawn(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run(), name=f"partition-{self.number}")
 
     @property
     def lost(self) -> bool:
         return self.part is not None and self.part.lost
 
-    def receive(self, topic: str, records: list[Any]) -> None:
+    def receive(self, topic: str, records: list[SourceRecord]) -> None:
         """Records of this partition of one topic, in offset order."""
         if self.lost or self._stopping or not records:
             return
@@ -300,6 +319,9 @@ class PartitionTask:
             await self._recover(part, exc)
         if not self.lost:
             self._update_flow()
+            if self._changed:
+                self._changed = False
+                self.store.publish(self.number, part.state, part.uncommitted)
         self.flow.progressed()
 
     # -- applying -------------------------------------------------------------------
@@ -327,6 +349,7 @@ class PartitionTask:
         self._current = None
         if len(applied) > before:
             part.changed(self.monotonic())
+            self._changed = True
 
     async def _apply_due_copies(self, part: Partition) -> None:
         inbox, applied = self.retries, part.applied
@@ -352,8 +375,9 @@ class PartitionTask:
         self._current = None
         if len(applied) > before:
             part.changed(self.monotonic())
+            self._changed = True
 
-    def _gives_up(self, part: Partition, msg: Any) -> bool:
+    def _gives_up(self, part: Partition, msg: SourceRecord) -> bool:
         """Dead-letter `msg` as `processing-error` if it struck too often; False when it did not."""
         error = self._give_up.pop((msg.topic, msg.offset), None)
         if error is None:
@@ -379,7 +403,9 @@ class PartitionTask:
         if self.fault:
             self.fault("commit")
         applied = part.applied
-        outcomes = await self.committer.commit(part, self._keep_trying)
+        outcomes, changelog_offset = await self.committer.commit(part, self._keep_trying)
+        self.store.publish(self.number, part.state, 0, changelog_offset)
+        self._changed = False
         for msg in applied:
             if msg.topic == self.retry_topic:
                 self._first_seen.pop(msg.offset, None)
@@ -410,11 +436,12 @@ class PartitionTask:
         if part is None or part.lost or part.changed_at is None or self._needs_abort:
             return
         try:
-            outcomes = await self.committer.commit(part, lambda _error: True)
+            outcomes, changelog_offset = await self.committer.commit(part, lambda _error: True)
         except Exception as exc:
             log.warning("partition %d: last commit failed (%s); the next owner applies its %d record(s) again",
                         self.number, exc, part.uncommitted)
             return
+        self.store.publish(self.number, part.state, 0, changelog_offset)
         self.reporter.report(outcomes)
 
     # -- the error boundary -----------------------------------------------------------
@@ -429,6 +456,7 @@ class PartitionTask:
             await self._lose(part, exc)
             return
         redo = part.restore()
+        self._changed = True
         before_failing = len(redo)
         refusal = getattr(exc, "refusal", None)
         if failing is not None:
@@ -453,7 +481,7 @@ class PartitionTask:
                     "applies its %d record(s) again in %.1fs", self.number, describe(exc),
                     f" while applying {coordinates(failing)}" if failing is not None else "", len(redo), delay)
 
-    def _note_failure(self, exc: Exception, failing: Any) -> float:
+    def _note_failure(self, exc: Exception, failing: SourceRecord | None) -> float:
         """Count a failure in a row; report the partition blocked once there were enough. The next delay."""
         self._failures += 1
         self._last_error = describe(exc)
@@ -485,7 +513,7 @@ class PartitionTask:
         log.warning("partition %d: its producer could not abort its transaction; a new producer fenced it, and "
                     "the broker aborts what it left open", self.number)
 
-    def _put_back(self, records: Iterable[Any]) -> None:
+    def _put_back(self, records: Iterable[SourceRecord]) -> None:
         """Return records to the front of their inboxes, in the order they had."""
         retry_topic = self.retry_topic
         orders = [msg for msg in records if msg.topic != retry_topic]
@@ -507,6 +535,7 @@ class PartitionTask:
     async def _take_over(self) -> None:
         try:
             self.part = await self.owner.take_over(self.number)
+            self._changed = True
         except asyncio.CancelledError:
             raise
         except Exception as exc:

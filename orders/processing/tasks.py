@@ -152,10 +152,9 @@ class PartitionTasks:
                 offsets[(topic, number)] = applied + 1
         return offsets
 
-    def live_states(self) -> dict[int, tuple[PartitionState, int]]:
-        """Partition -> (its live state, the records applied since its last commit), for every partition this
-        worker owns and has set up."""
-        return {number: (part.state, part.uncommitted) for number, part in sorted(self._parts().items())}
+    def owned(self) -> list[int]:
+        """The partitions this worker owns and has set up."""
+        return sorted(self._parts())
 
     def applied_offset(self, topic: str, number: int) -> int:
         """Last offset applied from a source partition; -1 before the first (or when not owned)."""

@@ -17,7 +17,7 @@ from confluent_kafka import KafkaException
 
 from avro_codec import RegistryUnavailable
 
-from ..app import app, kafka_config, order_codec, settings
+from ..app import app, settings
 from ..dead_letters import recent
 from ..dead_letters.formatting import json_object
 from ..dead_letters.ledger import Entry, LedgerError
@@ -43,8 +43,8 @@ class _Snapshots:
         async with self._lock:
             if time.monotonic() - self._taken_at >= SNAPSHOT_SECONDS:
                 self._snapshot = await asyncio.to_thread(
-                    recent.newest, kafka_config, settings.dlq_topic, settings.replay_ledger_topic,
-                    settings.dlq_page_limit, order_codec.loads)
+                    recent.newest, app.runtime.kafka_config, settings.dlq_topic, settings.replay_ledger_topic,
+                    settings.dlq_page_limit, app.runtime.codec.loads)
                 self._taken_at = time.monotonic()
             return self._snapshot
 

@@ -1,17 +1,18 @@
-"""The worker's pages: the live page at `/`, the global aggregate at `/average/`, this worker's share.
+"""The worker's pages: the live page at `/`, the global aggregate at `/average/`, this worker's share, probes.
 
-The live page is static (`live.html`, inline CSS and JavaScript, nothing fetched
-from elsewhere); its script polls `GET /average/` every second and keeps the
-history in the browser, so the worker serves it without any state of its own.
+The aggregate comes from the `order-stats` table (each partition's task publishes its live state there).
+The live page is static (`live.html`, inline CSS and JavaScript, nothing fetched from elsewhere); its script
+polls `GET /average/` every second and keeps the history in the browser, so the worker serves it without any
+state of its own.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..app import app, owned_partition_states, settings, stats_table, tasks
-from ..domain.partition_state import summarize
+from ..app import app, settings, stats_table
+from ..domain.partition_state import Aggregate
 from ..ops.health import readiness
-from .peers import UNCOMMITTED, gather_partition_states
+from .peers import gather_partition_states, share_json
 
 LIVE_HTML = (Path(__file__).resolve().parent / "live.html").read_text(encoding="utf-8")
 
@@ -24,9 +25,8 @@ async def live_page(web, request):
 
 @app.page("/partition-stats/")
 async def partition_stats(web, request):
-    """This worker's share of the aggregate, by partition; /average/ on any worker gathers them."""
-    return web.json({str(p): {**state.to_value(), UNCOMMITTED: uncommitted}
-                     for p, (state, uncommitted) in owned_partition_states().items()})
+    """This worker's share of the aggregate, by partition, from the table; /average/ on any worker gathers them."""
+    return web.json({str(partition): share_json(share) for partition, share in app.runtime.shares().items()})
 
 
 @app.page("/average/")
@@ -35,11 +35,9 @@ async def average(web, request):
 
     `uncommitted` counts the records applied to these figures whose transaction has not committed yet (it
     commits within COMMIT_INTERVAL_SECONDS; until then a crash takes them back, to be applied again)."""
-    reports, unreachable = await gather_partition_states(
-        app, stats_table.name, owned_partition_states(), timeout_s=settings.peer_timeout_seconds)
-    return web.json({**summarize(state for state, _n in reports.values()),
-                     UNCOMMITTED: sum(n for _state, n in reports.values()), "partitions": len(reports),
-                     "unreachable_workers": unreachable})
+    shares, unreachable = await gather_partition_states(
+        app, stats_table.name, app.runtime.shares(), timeout_s=settings.peer_timeout_seconds)
+    return web.json({**Aggregate.of(shares.values()).to_json(), "unreachable_workers": unreachable})
 
 
 @app.page("/healthz")
@@ -51,5 +49,5 @@ async def healthz(web, request):
 @app.page("/readyz")
 async def readyz(web, request):
     """Readiness: 200 when this worker does its share now, 503 with the reasons otherwise."""
-    report = readiness(app, tasks)
+    report = readiness(app, app.runtime.tasks)
     return web.json(report, status=200 if report["ready"] else 503)

@@ -12,17 +12,18 @@ import logging
 import aiohttp
 import faust
 
-from ..domain.partition_state import PartitionState
+from ..domain.partition_state import UNCOMMITTED, PartitionState, Share
 
 log = logging.getLogger(__name__)
 
 
-#: Next to each partition's state in /partition-stats/: the records applied since its last commit.
-UNCOMMITTED = "uncommitted"
-Report = tuple[PartitionState, int]  # a partition's live state, and its records applied since the last commit
+def share_json(share: Share) -> dict:
+    """A partition's share as /partition-stats/ serves it."""
+    state, uncommitted = share
+    return {**state.to_value(), UNCOMMITTED: uncommitted}
 
 
-async def _fetch(session: aiohttp.ClientSession, url: str, timeout_s: float) -> dict[int, Report]:
+async def _fetch(session: aiohttp.ClientSession, url: str, timeout_s: float) -> dict[int, Share]:
     async with session.get(f"{url.rstrip('/')}/partition-stats/",
                            timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
         resp.raise_for_status()
@@ -31,8 +32,8 @@ async def _fetch(session: aiohttp.ClientSession, url: str, timeout_s: float) -> 
             for partition, value in body.items()}
 
 
-async def gather_partition_states(app: faust.App, table_name: str, own: dict[int, Report],
-                                  timeout_s: float) -> tuple[dict[int, Report], list[str]]:
+async def gather_partition_states(app: faust.App, table_name: str, own: dict[int, Share],
+                                  timeout_s: float) -> tuple[dict[int, Share], list[str]]:
     """All partitions' reports, and the URLs of owners that did not answer."""
     me = str(app.conf.canonical_url).rstrip("/")
     peers = [str(url) for url in app.router.table_metadata(table_name) if str(url).rstrip("/") != me]

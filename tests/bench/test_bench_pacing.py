@@ -2,7 +2,7 @@
 import time
 
 from bench.latency import bench_orders, expected_micros, send_paced
-from orders.kafka_io import DeliveryTally
+from orders.kafka.producing import DeliveryTally
 
 
 class RecordingProducer:

@@ -6,6 +6,8 @@ suffix, so tests never see each other's data.
 from __future__ import annotations
 
 import os
+import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -16,9 +18,9 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from avro_codec import AvroRecordCodec, SchemaCache, load_schema
-from orders import kafka_io
+from bench.worker_process import FAUST, ROOT, WorkerProcess, free_port  # noqa: F401  (used by the tests)
 from orders.domain import headers as h
-from orders.ops.worker_process import FAUST, ROOT, WorkerProcess, free_port  # noqa: F401  (used by the tests)
+from orders.kafka import producing, reading
 from tests.stack import BOOTSTRAP, REGISTRY_URL
 
 KAFKA_CONFIG = {"bootstrap.servers": BOOTSTRAP}
@@ -111,8 +113,8 @@ def create_topic(name: str, partitions: int = 1) -> None:
 def produce(topic: str, records: list[tuple[bytes | None, bytes | None]],
             headers: list[tuple[str, bytes]] | None = None) -> None:
     """Send records and wait until the broker acknowledged every one."""
-    deliveries = kafka_io.deliver(kafka_io.producer(KAFKA_CONFIG),
-                                  [kafka_io.Outgoing(topic, key, value, headers or ()) for key, value in records])
+    deliveries = producing.deliver(producing.producer(KAFKA_CONFIG),
+                                  [producing.Outgoing(topic, key, value, headers or ()) for key, value in records])
     failed = [delivery.error for delivery in deliveries if delivery.error]
     assert not failed, failed
 
@@ -124,9 +126,9 @@ def produce_orders(codec: AvroRecordCodec, topic: str, orders: list[dict]) -> li
     return encoded
 
 
-def read_all(topic: str) -> list[kafka_io.Record]:
+def read_all(topic: str) -> list[reading.Record]:
     """Every committed record currently in `topic`, oldest first per partition."""
-    return kafka_io.read_topic(KAFKA_CONFIG, topic)
+    return reading.read_topic(KAFKA_CONFIG, topic)
 
 
 def record_count(topic: str) -> int:
@@ -154,9 +156,9 @@ def drained(total: int) -> Callable[[dict], bool]:
     return settled(lambda s: s["orders"] + s["dead_letters"] >= total and s["in_retry"] == 0)
 
 
-def assert_exact(orders: list[dict], summary: dict, dead_letters: list[kafka_io.Record]) -> None:
+def assert_exact(orders: list[dict], summary: dict, dead_letters: list[reading.Record]) -> None:
     """The invariant: each order counted exactly once, or in the DLQ (copies share one dedupe key)."""
-    by_origin: dict[tuple, kafka_io.Record] = {}
+    by_origin: dict[tuple, reading.Record] = {}
     for record in dead_letters:
         origin = (record.headers[h.ORIGINAL_TOPIC], record.headers[h.ORIGINAL_PARTITION],
                   record.headers[h.ORIGINAL_OFFSET])
@@ -167,3 +169,38 @@ def assert_exact(orders: list[dict], summary: dict, dead_letters: list[kafka_io.
     assert summary["dead_letters"] == len(by_origin)
     assert summary["orders"] == len(counted)
     assert summary["total_price_micros"] == micros(counted)
+
+
+class Producing(threading.Thread):
+    """Sends orders in chunks at about `rate` per second while the test does other things."""
+
+    def __init__(self, codec, topic: str, orders: list[dict], rate: float, chunk: int = 500) -> None:
+        super().__init__(daemon=True)
+        self.codec, self.topic, self.orders, self.rate, self.chunk = codec, topic, orders, rate, chunk
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for start in range(0, len(self.orders), self.chunk):
+                began = time.monotonic()
+                produce_orders(self.codec, self.topic, self.orders[start:start + self.chunk])
+                time.sleep(max(0.0, self.chunk / self.rate - (time.monotonic() - began)))
+        except BaseException as exc:  # reported by the test thread
+            self.error = exc
+
+    def finish(self) -> None:
+        self.join(300)
+        assert not self.is_alive() and self.error is None, f"producing failed: {self.error!r}"
+
+
+def kill_mid_stream(worker: WorkerProcess, producing: Producing, rng: random.Random,
+                    pause_s: tuple[float, float]) -> dict:
+    """Once the worker has made progress, wait a random moment and SIGKILL it while orders still arrive;
+    return its /average/ just before the kill."""
+    started = worker.summary()["orders"]
+    worker.wait_for(lambda s: s["orders"] >= started + 100, 60, "progress before the kill")
+    time.sleep(rng.uniform(*pause_s))
+    assert producing.is_alive(), "killed after the last order was sent: the kill would not land mid-stream"
+    before = worker.summary()
+    worker.kill()
+    return before

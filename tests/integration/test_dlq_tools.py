@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 
 from confluent_kafka.admin import AdminClient
 
-from orders import kafka_io
 from orders.dead_letters.ledger import REPLAY_OF, REPLAYED_FROM
 from orders.domain import headers as h
 from orders.domain.headers import Attempt, dlq_headers
+from orders.kafka import producing
 
 from .conftest import (
     BOOTSTRAP,
@@ -195,8 +195,8 @@ def test_two_replays_at_once_publish_every_dead_letter_once(names, order_codec):
     create_topic(names.dlq, 3)
     count = 3_000  # six batches: the second run starts while the first is publishing
     value = order_codec.encode({"orderId": "o-twice", "product": "Desk", "price": 5.0})
-    deliveries = kafka_io.deliver(kafka_io.producer(KAFKA_CONFIG), [
-        kafka_io.Outgoing(names.dlq, f"o-{i}".encode(), value, dlq_headers(
+    deliveries = producing.deliver(producing.producer(KAFKA_CONFIG), [
+        producing.Outgoing(names.dlq, f"o-{i}".encode(), value, dlq_headers(
             Attempt(names.orders, i % 3, i // 3), "retries-exhausted", RuntimeError("down"), 1_000))
         for i in range(count)])
     assert not [d.error for d in deliveries if d.error]

@@ -7,14 +7,15 @@ fixed seed, so a failing schedule can be run again.
 """
 import random
 import signal
-import threading
 import time
 
 from tests.stack import USES_LOCAL_STACK, stack_command
 
 from .conftest import (
+    Producing,
     assert_exact,
     drained,
+    kill_mid_stream,
     orders_with_prices,
     produce_orders,
     read_all,
@@ -34,28 +35,6 @@ def stack(command: str) -> None:
     assert stack_command(command, timeout_s=180).returncode == 0, f"scripts/stack {command} failed"
 
 
-class Producing(threading.Thread):
-    """Sends orders in chunks at about `rate` per second while the test does other things."""
-
-    def __init__(self, codec, topic: str, orders: list[dict], rate: float, chunk: int = 500) -> None:
-        super().__init__(daemon=True)
-        self.codec, self.topic, self.orders, self.rate, self.chunk = codec, topic, orders, rate, chunk
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            for start in range(0, len(self.orders), self.chunk):
-                began = time.monotonic()
-                produce_orders(self.codec, self.topic, self.orders[start:start + self.chunk])
-                time.sleep(max(0.0, self.chunk / self.rate - (time.monotonic() - began)))
-        except BaseException as exc:  # reported by the test thread
-            self.error = exc
-
-    def finish(self) -> None:
-        self.join(300)
-        assert not self.is_alive() and self.error is None, f"producing failed: {self.error!r}"
-
-
 def test_unseeded_failures_and_sigkills_while_busy_count_each_order_once_or_dead_letter_it(
         names, start_worker, order_codec, capsys):
     orders = orders_with_prices("k", 20_000)
@@ -69,12 +48,7 @@ def test_unseeded_failures_and_sigkills_while_busy_count_each_order_once_or_dead
 
     recoveries = []
     for kill in range(1, 5):
-        started = worker.summary()["orders"]
-        worker.wait_for(lambda s, started=started: s["orders"] >= started + 100, 60, "progress before the kill")
-        time.sleep(rng.uniform(0.5, 3.0))
-        assert producing.is_alive(), "killed after the last order was sent: the kill would not land mid-stream"
-        before = worker.summary()
-        worker.kill()
+        before = kill_mid_stream(worker, producing, rng, pause_s=(0.5, 3.0))
         killed_at = time.monotonic()
         worker = start_worker(f"run-{kill}", **HARSH)
         worker.wait_for(lambda s, before=before: s["orders"] > before["orders"], 120,

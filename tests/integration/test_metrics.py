@@ -50,7 +50,7 @@ def test_metrics_count_every_outcome_as_the_aggregate_does(names, start_worker, 
     assert value(families, "orders_retried_total") == summary["retries"]
     dead = by_labels(families, "orders_dead_lettered_total", "reason")
     assert dead == {("retries-exhausted",): 1, ("invalid-order",): 1, ("undecodable",): 1,
-                    ("not-a-retry-record",): 0, ("orphaned-retry",): 0, ("too-large",): 0}
+                    ("not-a-retry-record",): 0, ("orphaned-retry",): 0, ("too-large",): 0, ("processing-error",): 0}
     assert sum(dead.values()) == summary["dead_letters"]
     assert {r.headers["x-dlq-reason"].decode() for r in read_all(names.dlq)} == \
         {"retries-exhausted", "invalid-order", "undecodable"}

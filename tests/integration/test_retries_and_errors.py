@@ -12,16 +12,18 @@ import urllib.request
 import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from orders import kafka_io
 from orders.domain import headers as h
 from orders.domain.headers import Attempt, retry_headers
+from orders.kafka import producing
 from tests.stack import REGISTRY_URL
 
 from .conftest import (
     KAFKA_CONFIG,
+    Producing,
     assert_exact,
     create_topic,
     drained,
+    kill_mid_stream,
     micros,
     orders_with_prices,
     produce,
@@ -32,7 +34,6 @@ from .conftest import (
 )
 from .prometheus import Prometheus
 from .registry_proxy import RegistryProxy
-from .test_exactly_once import Producing
 
 DAY_MS = 86_400_000
 REBALANCE_ASKED = "asking the group to rebalance"
@@ -40,8 +41,8 @@ REBALANCE_ASKED = "asking the group to rebalance"
 
 def produce_to(topic: str, partition: int, records: list[tuple[bytes, bytes]], headers=()) -> None:
     """Send records to one partition and wait for every acknowledgement."""
-    deliveries = kafka_io.deliver(kafka_io.producer(KAFKA_CONFIG), [
-        kafka_io.Outgoing(topic, key, value, list(headers), partition=partition) for key, value in records])
+    deliveries = producing.deliver(producing.producer(KAFKA_CONFIG), [
+        producing.Outgoing(topic, key, value, list(headers), partition=partition) for key, value in records])
     assert not [d.error for d in deliveries if d.error], deliveries
 
 
@@ -153,11 +154,7 @@ def test_a_registry_answering_502_pages_after_each_restart_crashes_no_agent_and_
         producing.start()
         bad_gateways = []
         for kill in range(1, 4):
-            started = worker.summary()["orders"]
-            worker.wait_for(lambda s, started=started: s["orders"] >= started + 100, 60, "progress before the kill")
-            time.sleep(rng.uniform(0.5, 2.0))
-            before = worker.summary()["orders"]
-            worker.kill()
+            before = kill_mid_stream(worker, producing, rng, pause_s=(0.5, 2.0))["orders"]
             served = proxy.bad_gateways
             # From the kill until a few seconds after the new worker gets the partitions (the group first
             # waits out the killed member's session): its first look-ups of the writer schema meet 502 pages.

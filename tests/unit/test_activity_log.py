@@ -1,6 +1,7 @@
+from orders.domain.partition_state import Aggregate
 from orders.ops.activity_log import DEAD_LETTERED, PROCESSED, RETRIED, ActivityLog
 
-TOTALS = {"orders": 12, "average": 2.5, "dead_letters": 1}
+TOTALS = Aggregate(orders=12, total_micros=30_000_000, dead_letters=1)
 
 
 class Clock:

@@ -8,7 +8,7 @@ import re
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from orders.app import _until_answered
+from orders.kafka.broker import until_answered
 
 
 def test_a_read_that_fails_while_the_broker_restarts_is_asked_again_until_it_answers(caplog):
@@ -23,7 +23,7 @@ def test_a_read_that_fails_while_the_broker_restarts_is_asked_again_until_it_ans
         return answer
 
     with caplog.at_level(logging.WARNING, logger="orders"):
-        assert asyncio.run(_until_answered("earliest offset of orders-retry[2]", read)) == 17
+        assert asyncio.run(until_answered("earliest offset of orders-retry[2]", read)) == 17
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 3 and all(w.startswith("earliest offset of orders-retry[2]: Kafka did not answer")
                                       for w in warnings)
@@ -36,4 +36,4 @@ def test_a_read_the_broker_never_answers_gives_up_after_its_bound():
         raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Connection refused"))
 
     with pytest.raises(KafkaException):
-        asyncio.run(_until_answered("earliest offset of orders[0]", read, timeout_s=0.5))
+        asyncio.run(until_answered("earliest offset of orders[0]", read, timeout_s=0.5))

@@ -7,7 +7,7 @@ import pytest
 from avro_codec import AvroRecordCodec, RegistryUnavailable, load_schema
 from orders.dead_letters.letters import Selection, dead_letter, in_dlq_order, parse_time, plan_replay
 from orders.domain.headers import Attempt, dlq_headers
-from orders.kafka_io import Record
+from orders.kafka.reading import Record
 
 from .fakes import InMemorySchemaCache
 

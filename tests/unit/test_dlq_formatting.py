@@ -10,7 +10,7 @@ from orders.dead_letters.formatting import TABLE_HEADERS, json_object, table_row
 from orders.dead_letters.ledger import Entry
 from orders.dead_letters.letters import dead_letter
 from orders.domain.headers import Attempt, dlq_headers
-from orders.kafka_io import Record
+from orders.kafka.reading import Record
 
 from .fakes import InMemorySchemaCache
 

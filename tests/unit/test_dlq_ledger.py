@@ -4,7 +4,7 @@ import json
 import pytest
 
 from orders.dead_letters.ledger import Entry, LedgerError, fold
-from orders.kafka_io import Record
+from orders.kafka.reading import Record
 
 
 def ledger_record(key, value, offset):

@@ -103,7 +103,7 @@ def test_a_valid_order_is_counted_and_its_offset_applied():
     assert (rig.state.orders, rig.state.total_micros, rig.state.applied) == (1, 12_500_000, {ORDERS: 0})
     assert rig.output.sent == []
     (outcome,) = rig.part.outcomes
-    assert (outcome.kind, outcome.latency_s, outcome.order["orderId"]) == (PROCESSED, 0.25, "o-1")
+    assert (outcome.kind, outcome.latency_s, outcome.order.order_id) == (PROCESSED, 0.25, "o-1")
 
 
 def test_a_record_at_or_below_the_applied_offset_is_a_replay_and_changes_nothing():

@@ -3,6 +3,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from orders.domain.partition_state import Aggregate
 from orders.ops.metrics import OrderMetrics
 
 
@@ -92,7 +93,7 @@ def test_lag_series_are_replaced_so_a_partition_that_moved_away_disappears(regis
 
 
 def test_owned_aggregate_gauges_show_the_summary(registry, metrics):
-    metrics.set_owned_aggregate({"orders": 4, "total_price": 10.5, "average": 2.625, "retries": 9, "in_retry": 3})
+    metrics.set_owned_aggregate(Aggregate(orders=4, total_micros=10_500_000, retries=9, in_retry=3))
     metrics.set_unreachable_workers(1)
 
     samples = scrape(registry)

@@ -5,7 +5,7 @@ import logging
 
 from confluent_kafka import KafkaError, KafkaException
 
-from orders.processing.transactions import PartitionOutput
+from orders.kafka.transactions import PartitionOutput
 
 
 class FencedProducer:
@@ -19,7 +19,7 @@ class FencedProducer:
 def test_closing_a_fenced_producer_logs_and_does_not_raise(caplog):
     output = PartitionOutput({"bootstrap.servers": "127.0.0.1:1"}, "orders-app-partition-4")
     output._producer = FencedProducer()
-    with caplog.at_level(logging.INFO, logger="orders.processing.transactions"):
+    with caplog.at_level(logging.INFO, logger="orders.kafka.transactions"):
         output.close()
     assert "orders-app-partition-4 closed in a fatal state" in caplog.text
     assert "fenced by a newer instance" in caplog.text

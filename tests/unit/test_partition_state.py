@@ -1,6 +1,6 @@
 import json
 
-from orders.domain.partition_state import PartitionState, summarize
+from orders.domain.partition_state import Aggregate, PartitionState
 
 
 def test_state_round_trips_through_its_table_value():
@@ -47,7 +47,7 @@ def test_a_value_written_by_the_version_with_a_pending_set_still_loads():
     assert (state.orders, state.applied, state.in_retry) == (4, {"orders": 9}, 0)
 
 
-def test_summary_adds_up_partitions_exactly():
+def test_the_aggregate_adds_up_partitions_exactly():
     a, b = PartitionState(), PartitionState()
     a.count(250_000)
     a.count(500_000)
@@ -55,13 +55,15 @@ def test_summary_adds_up_partitions_exactly():
     b.next_retry_seq()
     b.next_retry_seq()
     b.retry_seq_done, b.dead_letters = 1, 1
-    summary = summarize([a, b])
-    assert summary["orders"] == 3
-    assert summary["total_price_micros"] == 1_750_000
-    assert summary["total_price"] == 1.75
-    assert summary["average"] == round(1.75 / 3, 6)
-    assert (summary["retries"], summary["dead_letters"], summary["in_retry"]) == (2, 1, 1)
+    aggregate = Aggregate.of([(a, 0), (b, 2)])
+    assert (aggregate.orders, aggregate.total_micros, aggregate.total_price) == (3, 1_750_000, 1.75)
+    assert aggregate.average == round(1.75 / 3, 6)
+    assert (aggregate.retries, aggregate.dead_letters, aggregate.in_retry) == (2, 1, 1)
+    assert (aggregate.uncommitted, aggregate.partitions) == (2, 2)
+    assert aggregate.to_json() == {"orders": 3, "total_price": 1.75, "total_price_micros": 1_750_000,
+                                   "average": 0.583333, "retries": 2, "dead_letters": 1, "in_retry": 1,
+                                   "uncommitted": 2, "partitions": 2}
 
 
-def test_summary_of_nothing_has_zero_average():
-    assert summarize([])["average"] == 0.0
+def test_the_aggregate_of_nothing_has_zero_average():
+    assert Aggregate.of([]).average == 0.0

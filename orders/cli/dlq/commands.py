@@ -12,20 +12,21 @@ import json
 from typing import Any, ClassVar
 
 import click
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 from faust.cli import option
 from faust.cli.base import cli
 
 from avro_codec import RegistryUnavailable
 
-from ... import kafka_io
-from ...app import app, order_codec, settings
+from ...app import app, settings
 from ...client_config import confluent_config
 from ...dead_letters import ledger
 from ...dead_letters.formatting import TABLE_HEADERS, json_object, table_row
 from ...dead_letters.ledger import LedgerError
 from ...dead_letters.letters import DeadLetter, Selection, dead_letter, in_dlq_order, parse_time
 from ...faust_overrides.commands import GroupedAppCommand
+from ...kafka.producing import error_text
+from ...kafka.reading import TopicMissing, read_topic
 from .replay import Replayer, ReplayError
 
 
@@ -42,12 +43,13 @@ class DlqCommand(GroupedAppCommand):
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         """Run the command; an outage or a bad ledger ends it with one line, not a traceback."""
+        app.runtime  # noqa: B018  (a setting the app cannot use ends the command here, exit 2)
         try:
             return await super().execute(*args, **kwargs)
         except KafkaException as exc:
-            error = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
-            raise SystemExit(f"dlq {self.cli_name}: Kafka at {settings.kafka_bootstrap_servers}: {error}") from None
-        except (RegistryUnavailable, TimeoutError, kafka_io.TopicMissing, LedgerError, ReplayError) as exc:
+            raise SystemExit(f"dlq {self.cli_name}: Kafka at {settings.kafka_bootstrap_servers}: "
+                             f"{error_text(exc)}") from None
+        except (RegistryUnavailable, TimeoutError, TopicMissing, LedgerError, ReplayError) as exc:
             raise SystemExit(f"dlq {self.cli_name}: {exc}") from None
 
     def selection(self, order_ids: tuple[str, ...], reasons: tuple[str, ...], since: int | None,
@@ -60,11 +62,11 @@ class DlqCommand(GroupedAppCommand):
     def dead_letters(self) -> list[DeadLetter]:
         """Every record in the DLQ topic, oldest first, decoded with the app's codec."""
         try:
-            records = kafka_io.read_topic(confluent_config(settings), settings.dlq_topic)
-        except kafka_io.TopicMissing:
+            records = read_topic(confluent_config(settings), settings.dlq_topic)
+        except TopicMissing:
             self.note(f"topic {settings.dlq_topic} does not exist: no dead letters yet")
             return []
-        return in_dlq_order(dead_letter(record, order_codec.loads) for record in records)
+        return in_dlq_order(dead_letter(record, app.runtime.codec.loads) for record in records)
 
     def note(self, message: str) -> None:
         """A remark for the operator, on stderr so that stdout stays machine-readable."""

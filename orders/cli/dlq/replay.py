@@ -24,9 +24,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from ... import kafka_io
 from ...dead_letters import ledger
 from ...dead_letters.letters import DeadLetter, ReplayPlan, Selection, plan_replay
+from ...domain.headers import origin_key
+from ...kafka import admin, producing, reading
 
 BATCH_SIZE = 500
 CALL_TIMEOUT_S = 60
@@ -62,10 +63,10 @@ class Replayer:
 
     def run(self, letters: list[DeadLetter], selection: Selection, force: bool) -> ReplayReport:
         if not self.dry_run:
-            if kafka_io.ensure_compacted_topic(self.config, self.ledger_topic):
+            if admin.ensure_compacted_topic(self.config, self.ledger_topic):
                 self.say(f"created ledger topic {self.ledger_topic} (compacted)")
             # librdkafka's own log stays quiet: a fenced run says so in one line of its own.
-            self._producer = kafka_io.producer(self.config, **{"transactional.id": self.transactional_id,
+            self._producer = producing.producer(self.config, **{"transactional.id": self.transactional_id,
                                                                "log_level": 0})
             self._call("starting the replay producer", self._producer.init_transactions)
         # Read after the producer started: every batch an earlier or concurrent run committed is in it.
@@ -85,7 +86,7 @@ class Replayer:
         if letter.original is None:
             report.unavailable.append((letter, "it names no original coordinates"))
             return None
-        found = kafka_io.read_range(self.config, letter.original_topic, letter.original_partition,
+        found = reading.read_range(self.config, letter.original_topic, letter.original_partition,
                                     letter.original_offset, letter.original_offset + 1)
         if not found or len(found[0].value or b"") != letter.truncated_from:
             report.unavailable.append((letter, f"its original {letter.original} is no longer in the topic"))
@@ -107,14 +108,14 @@ class Replayer:
                 if err is not None:
                     failed.append(str(err))
                 else:
-                    landed[index] = f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+                    landed[index] = origin_key(msg.topic(), msg.partition(), msg.offset())
             return on_delivery
 
-        partitions = kafka_io.end_offsets(self.config, self.orders_topic)
+        partitions = reading.end_offsets(self.config, self.orders_topic)
         try:
             producer.begin_transaction()
             for index, (letter, value) in enumerate(batch):
-                kafka_io.produce(producer, self.orders_topic, key=letter.key, value=value,
+                producing.produce(producer, self.orders_topic, key=letter.key, value=value,
                                  headers=[(ledger.REPLAY_OF, letter.dedupe_key.encode()),
                                           (ledger.REPLAYED_FROM, letter.coordinates.encode())],
                                  partition=self._partition(letter, partitions), on_delivery=report_delivery(index))
@@ -124,7 +125,7 @@ class Replayer:
                                   f"({failed[0] if failed else 'no answer'})")
             for index, (letter, _value) in enumerate(batch):
                 entry = ledger.Entry(letter.coordinates, _now_ms(), letter.order_id, replayed_to=landed[index])
-                kafka_io.produce(producer, self.ledger_topic, key=letter.dedupe_key.encode(), value=entry.to_bytes(),
+                producing.produce(producer, self.ledger_topic, key=letter.dedupe_key.encode(), value=entry.to_bytes(),
                                  on_delivery=report_delivery(-1))
             producer.commit_transaction(CALL_TIMEOUT_S)
         except (ReplayError, KafkaException) as exc:
@@ -136,14 +137,14 @@ class Replayer:
     def _abort(self, report: ReplayReport, exc: Exception) -> None:
         """The batch did not commit, so none of it is published: say so, with what was done before it."""
         error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-        fenced = isinstance(error, KafkaError) and (error.fatal() or error.code() in kafka_io.FENCED_OR_FATAL)
+        fenced = isinstance(error, KafkaError) and (error.fatal() or error.code() in producing.FENCED_OR_FATAL)
         if not fenced:
             try:
                 self._producer.abort_transaction(CALL_TIMEOUT_S)
             except KafkaException:
                 pass  # the broker aborts it, or the next run's producer does when it starts
         why = ("another `dlq replay` of this app started and took over (this run's producer was fenced)"
-               if fenced else error.str() if isinstance(error, KafkaError) else str(exc))
+               if fenced else producing.error_text(exc))
         raise ReplayError(f"stopped after replaying {report.replayed}: {why}; the batch in progress was not "
                           f"published. Run the command again to replay the rest; nothing is replayed twice") \
             from None
@@ -152,9 +153,7 @@ class Replayer:
         try:
             method(CALL_TIMEOUT_S)
         except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            text = error.str() if isinstance(error, KafkaError) else str(exc)
-            raise ReplayError(f"{what}: {text}") from None
+            raise ReplayError(f"{what}: {producing.error_text(exc)}") from None
 
     def _partition(self, letter: DeadLetter, partitions: Mapping[int, int]) -> int | None:
         """The partition the original was on, when it came from the orders topic; else the key decides."""

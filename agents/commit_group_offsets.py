@@ -6,7 +6,7 @@ and a loop simply starts its next round later instead of overlapping.
 """
 import asyncio
 
-from orders.app import app, settings, tasks
+from orders.app import app, settings
 
 #: How often the fast path commits the group's offsets (where the committed states resume).
 GROUP_OFFSETS_EVERY_S = 2.0
@@ -18,4 +18,4 @@ async def commit_group_offsets() -> None:
         return
     while not app.should_stop:
         await asyncio.sleep(GROUP_OFFSETS_EVERY_S)
-        await app.consumer.commit_positions(tasks.resume_offsets())
+        await app.consumer.commit_positions(app.runtime.tasks.resume_offsets())

@@ -31,8 +31,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from ..kafka_io import FENCED_OR_FATAL, MAX_MESSAGE_BYTES
-from .partition import coordinates
+from .producing import FENCED_OR_FATAL, MAX_MESSAGE_BYTES, error_text, produce
+from .records import SourceRecord, coordinates
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class Refusal:
     """An output record the broker refused: where it was going, the record that caused it, and why."""
 
     topic: str
-    source: Any
+    #: the source record whose processing produced the refused record (None: not known)
+    source: SourceRecord | None
     reason: str
 
     def __str__(self) -> str:
@@ -106,7 +107,8 @@ class PartitionOutput:
 
     def produce(self, topic: str, *, key: bytes | None, value: bytes | None,
                 headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None,
-                timestamp_ms: int | None = None, on_delivery: Callable | None = None, source: Any = None) -> None:
+                timestamp_ms: int | None = None, on_delivery: Callable | None = None,
+                source: SourceRecord | None = None) -> None:
         """Queue a record in the open transaction (opening one if none is). `source` is the record that
         caused it: a refusal by the broker names it."""
         try:
@@ -114,27 +116,21 @@ class PartitionOutput:
                 self._producer.begin_transaction()
                 self.in_transaction = True
                 self.refusal = None
-            extra: dict[str, Any] = {"on_delivery": on_delivery or self._refused_by(topic, source)}
-            if partition is not None:
-                extra["partition"] = partition
-            if timestamp_ms is not None:
-                extra["timestamp"] = timestamp_ms
             try:
-                self._producer.produce(topic, key=key, value=value, headers=list(headers or ()), **extra)
-            except BufferError:  # the local queue is full: serve what was delivered, then try once more
-                self._producer.poll(0)
-                try:
-                    self._producer.produce(topic, key=key, value=value, headers=list(headers or ()), **extra)
-                except BufferError:
-                    raise TransactionError(Failure.ABORT, f"the producer's local queue is full "
-                                           f"({len(self._producer)} records waiting)") from None
+                # The queue full: serve what was delivered and try once more, never waiting on the event loop.
+                produce(self._producer, topic, key=key, value=value, headers=list(headers or ()),
+                        partition=partition, timestamp_ms=timestamp_ms,
+                        on_delivery=on_delivery or self._refused_by(topic, source), wait_s=0, attempts=2)
+            except BufferError:
+                raise TransactionError(Failure.ABORT, f"the producer's local queue is full "
+                                       f"({len(self._producer)} records waiting)") from None
         except KafkaException as exc:
             raise classify(exc) from exc
 
-    def _refused_by(self, topic: str, source: Any) -> Callable[[Any, Any], None]:
+    def _refused_by(self, topic: str, source: SourceRecord | None) -> Callable[[Any, Any], None]:
         def on_delivery(err: Any, _msg: Any) -> None:
             if err is not None and self.refusal is None:
-                self.refusal = Refusal(topic, source, err.str())
+                self.refusal = Refusal(topic, source, error_text(err))
         return on_delivery
 
     async def commit(self) -> None:
@@ -161,7 +157,7 @@ class PartitionOutput:
             self._producer.flush(0)
         except KafkaException as exc:
             log.info("producer %s closed in a fatal state (%s): its open transaction, if any, is aborted",
-                     self.transactional_id, exc.args[0].str())
+                     self.transactional_id, error_text(exc))
 
     @staticmethod
     async def _call(method: Callable[[float], Any], timeout_s: float) -> None:

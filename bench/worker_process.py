@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 FAUST = Path(sys.executable).parent / "faust"
 #: How often /average/ is asked; each request costs the worker a little CPU.
 POLL_INTERVAL_S = 0.1

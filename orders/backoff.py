@@ -1,10 +1,11 @@
 """Exponential backoff: the delays between attempts at something that may come back.
 
-One schedule for every retry loop (registry look-ups, topic set-up, a
-partition recovering from an error): the first delay, doubled after each
-attempt up to a cap, optionally spread by a random `jitter` (a fraction of
-the delay either way, so several workers do not ask an outside service in
-lockstep), and optionally a deadline after which the caller gives up.
+One schedule for every retry loop of the app (registry look-ups, topic
+set-up, broker reads, commits, a partition recovering from an error): the
+first delay, doubled after each attempt up to a cap, spread by a random
+`jitter` (a fraction of the delay either way, 0.2 by default, so several
+workers do not ask an outside service in lockstep), and optionally a
+deadline after which the caller gives up.
 """
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import random
 import time
 from collections.abc import Callable
 
+#: How far each delay is spread, either way, by default.
+DEFAULT_JITTER = 0.2
+
 
 class Backoff:
     def __init__(self, initial_s: float = 0.5, maximum_s: float = 10.0, timeout_s: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, jitter: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic, jitter: float = DEFAULT_JITTER,
                  rng: Callable[[], float] = random.random) -> None:
         if not 0.0 <= jitter < 1.0:
             raise ValueError(f"jitter must be in [0, 1), got {jitter}")

@@ -1,7 +1,8 @@
-"""kafka_io without a broker: records as read, the producer's accounting and back-pressure (a fake producer)."""
+"""orders.kafka without a broker: records as read, the producer's accounting and back-pressure (a fake producer)."""
 from types import SimpleNamespace
 
-from orders.kafka_io import QUEUE_FULL_POLL_SECONDS, DeliveryTally, Record, drain, produce
+from orders.kafka.producing import QUEUE_FULL_POLL_SECONDS, DeliveryTally, drain, produce
+from orders.kafka.reading import Record
 
 
 class FakeProducer:
@@ -13,7 +14,7 @@ class FakeProducer:
         self.polls: list[float] = []
         self.stuck = stuck  # records that never get a delivery report
 
-    def produce(self, topic, key, value, on_delivery, headers=None, **placement):
+    def produce(self, topic, key, value, on_delivery=None, headers=None, **placement):
         if self.full_for:
             self.full_for -= 1
             raise BufferError("Local: Queue full")

@@ -1,19 +1,19 @@
-"""Reading helpers of `orders.kafka_io` against a real broker, where transactions leave offsets without records."""
+"""Reading helpers of `orders.kafka.reading` against a real broker, where transactions leave offsets without records."""
 from __future__ import annotations
 
-from orders import kafka_io
+from orders.kafka import producing, reading
 
 from .conftest import KAFKA_CONFIG, create_topic
 
 
 def write_in_transactions(topic: str, batches: list[tuple[list[str], bool]]) -> None:
     """Each batch is one transaction on partition 0, committed (True) or aborted (False)."""
-    producer = kafka_io.producer(KAFKA_CONFIG, **{"transactional.id": f"{topic}-writer"})
+    producer = producing.producer(KAFKA_CONFIG, **{"transactional.id": f"{topic}-writer"})
     producer.init_transactions(30)
     for values, commit in batches:
         producer.begin_transaction()
         for value in values:
-            kafka_io.produce(producer, topic, key=value.encode(), value=value.encode(), partition=0,
+            producing.produce(producer, topic, key=value.encode(), value=value.encode(), partition=0,
                              on_delivery=lambda err, msg: None)
         producer.flush(30)
         if commit:
@@ -29,17 +29,17 @@ def test_tail_returns_the_last_committed_records_skipping_markers_and_aborted_on
     write_in_transactions(topic, [(committed[:3], True), ([f"a{i}" for i in range(40)], False),
                                   (committed[3:], True), ([f"b{i}" for i in range(50)], False)])
 
-    tails = kafka_io.tail(KAFKA_CONFIG, topic, 4, window=8)
+    tails = reading.tail(KAFKA_CONFIG, topic, 4, window=8)
     assert [r.value.decode() for r in tails[0]] == committed[-4:], "behind 50 aborted records and markers"
     assert tails[1] == [], "an empty partition"
-    assert [r.value.decode() for r in kafka_io.tail(KAFKA_CONFIG, topic, 10)[0]] == committed, "fewer than asked"
-    assert kafka_io.last_records(KAFKA_CONFIG, topic, [0, 1]) == {0: tails[0][-1], 1: None}
+    assert [r.value.decode() for r in reading.tail(KAFKA_CONFIG, topic, 10)[0]] == committed, "fewer than asked"
+    assert reading.last_records(KAFKA_CONFIG, topic, [0, 1]) == {0: tails[0][-1], 1: None}
 
 
 def test_tail_of_a_missing_topic_raises_topic_missing(names):
     try:
-        kafka_io.tail(KAFKA_CONFIG, f"{names.app_id}-absent", 3)
-    except kafka_io.TopicMissing as exc:
+        reading.tail(KAFKA_CONFIG, f"{names.app_id}-absent", 3)
+    except reading.TopicMissing as exc:
         assert "does not exist" in str(exc)
     else:
         raise AssertionError("no TopicMissing")

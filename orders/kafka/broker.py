@@ -1,0 +1,73 @@
+"""The broker reads the worker needs while it runs, off the event loop: each in a thread, asked again with backoff
+while Kafka does not answer (a broker restarting, a leader moving), for up to READ_TIMEOUT_S; then the last
+error is raised, for the partition task to back off and try again (and report itself blocked if it lasts).
+
+Not through Faust's consumer: its requests queue behind the consumer's long-polling fetch (up to 1.5 s).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaException
+
+from ..backoff import Backoff
+from . import reading
+from .reading import Record
+
+log = logging.getLogger("orders")
+T = TypeVar("T")
+
+#: How long a read is asked again before its error is raised.
+READ_TIMEOUT_S = 30.0
+#: Most records a direct read of records the consumer skipped brings at once.
+PAGE_RECORDS = 1000
+
+
+async def until_answered(what: str, read: Callable[[], T], timeout_s: float = READ_TIMEOUT_S) -> T:
+    """`read()` in a thread, asked again with backoff while Kafka does not answer, for up to `timeout_s`."""
+    backoff = Backoff(0.2, 5.0, timeout_s)
+    while True:
+        try:
+            return await asyncio.to_thread(read)
+        except (KafkaException, TimeoutError) as exc:
+            delay = backoff.next_delay()
+            if delay is None:
+                raise
+            log.warning("%s: Kafka did not answer (%s); asking again in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+
+
+class Broker:
+    def __init__(self, config: Mapping[str, Any], timeout_s: float = READ_TIMEOUT_S) -> None:
+        self.config = config
+        self.timeout_s = timeout_s
+
+    async def earliest_offset(self, topic: str, partition: int) -> int:
+        """The oldest offset still in a partition."""
+        return await until_answered(f"earliest offset of {topic}[{partition}]",
+                                    partial(reading.first_offset, self.config, topic, partition), self.timeout_s)
+
+    async def read_page(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
+        """Up to PAGE_RECORDS committed records of one partition with start <= offset < end."""
+        return await until_answered(f"reading {topic}[{partition}] offsets {start}..{end - 1}",
+                                    partial(reading.read_range, self.config, topic, partition, start, end,
+                                            max_records=PAGE_RECORDS), self.timeout_s)
+
+    async def holds_records(self, topic: str, partition: int, start: int, end: int) -> bool:
+        """Whether committed records lie at start <= offset < end (one attempt: the watchdog asks again)."""
+        return await asyncio.to_thread(reading.holds_records, self.config, topic, partition, start, end)
+
+    async def watermarks(self, tps: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+        """(topic, partition) -> (earliest offset, highwater), one attempt (a scrape or a check asks again)."""
+        return await asyncio.to_thread(reading.watermarks, self.config, list(tps))
+
+    async def last_records(self, topic: str, partitions: list[int], timeout_s: float | None = None
+                           ) -> dict[int, Record | None]:
+        """The last committed record of each partition (None where there is none)."""
+        return await until_answered(f"the last records of {topic}",
+                                    partial(reading.last_records, self.config, topic, partitions),
+                                    self.timeout_s if timeout_s is None else timeout_s)

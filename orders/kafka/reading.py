@@ -1,0 +1,212 @@
+"""Reading Kafka outside Faust's consumer (confluent-kafka, blocking; callers on the event loop use a thread).
+
+- a range of one partition, a page at a time, or a whole topic up to its end offsets;
+- the last committed records of partitions (a log may end in transaction markers);
+- watermarks and end offsets.
+
+Reads assign partitions directly (no consumer group joins, nothing is
+committed) and see committed records only (`read_committed`, librdkafka's
+default), the way every consumer of the app's transactional outputs must.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
+
+from ..domain.headers import origin_key
+
+
+class TopicMissing(LookupError):
+    """The topic does not exist."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record as read from a topic, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: Mapping[str, bytes | None] = field(default_factory=dict)
+
+    @property
+    def timestamp(self) -> float | None:
+        """Seconds, as Faust's messages carry it."""
+        return None if self.timestamp_ms is None else self.timestamp_ms / 1000.0
+
+    @property
+    def coordinates(self) -> str:
+        return origin_key(self.topic, self.partition, self.offset)
+
+
+def _consumer(config: Mapping[str, Any]) -> Consumer:
+    # A group id is required by the client but never joined: partitions are assigned, offsets never committed.
+    return Consumer({**config, "group.id": f"orders-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                     "enable.partition.eof": True, "auto.offset.reset": "earliest",
+                     "isolation.level": "read_committed", "log_level": 2,
+                     # The end of a range is often a transaction marker, which only the next (empty) fetch
+                     # reveals; a short wait keeps that from costing librdkafka's default half second.
+                     "fetch.wait.max.ms": 20})
+
+
+def _marks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    """(oldest offset still in the log, offset the next record will get) of one partition."""
+    return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+
+
+def _watermarks(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
+    found = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if found is None or found.error is not None:
+        raise TopicMissing(f"topic {topic} does not exist")
+    return {p: _marks(consumer, topic, p) for p in found.partitions}
+
+
+def watermarks(config: Mapping[str, Any], partitions: Iterable[tuple[str, int]]
+               ) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (oldest offset still in the log, offset the next record will get)."""
+    consumer = _consumer(config)
+    try:
+        return {(topic, partition): _marks(consumer, topic, partition) for topic, partition in partitions}
+    finally:
+        consumer.close()
+
+
+def first_offset(config: Mapping[str, Any], topic: str, partition: int) -> int:
+    """The oldest offset still in a partition (its low watermark)."""
+    return watermarks(config, [(topic, partition)])[topic, partition][0]
+
+
+def end_offsets(config: Mapping[str, Any], topic: str) -> dict[int, int]:
+    """Partition -> offset the next record will get. TopicMissing when the topic does not exist."""
+    consumer = _consumer(config)
+    try:
+        return {p: high for p, (_low, high) in _watermarks(consumer, topic).items()}
+    finally:
+        consumer.close()
+
+
+def _records(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]], idle_timeout_s: float
+             ) -> Iterator[Record]:
+    """Records with start <= offset < end per partition (`ranges`: partition -> (start, end)), in offset order,
+    one at a time as they arrive."""
+    ends = {partition: end for partition, (start, end) in ranges.items() if start < end}
+    consumer.assign([TopicPartition(topic, partition, ranges[partition][0]) for partition in ends])
+    last_progress = time.monotonic()
+    while ends:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            if time.monotonic() - last_progress > idle_timeout_s:
+                raise TimeoutError(f"reading {topic}: partitions {sorted(ends)} sent nothing for "
+                                   f"{idle_timeout_s:.0f}s before their end offsets {ends}")
+            continue
+        last_progress = time.monotonic()
+        partition = msg.partition()
+        if msg.error() is not None:
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                ends.pop(partition, None)
+                continue
+            raise KafkaException(msg.error())
+        if partition not in ends:
+            continue
+        if msg.offset() < ends[partition]:
+            kind, stamp = msg.timestamp()
+            yield Record(topic, partition, msg.offset(), None if kind == TIMESTAMP_NOT_AVAILABLE else stamp,
+                         msg.key(), msg.value(), dict(msg.headers() or []))
+        if msg.offset() >= ends[partition] - 1:
+            del ends[partition]
+
+
+def _read(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]], idle_timeout_s: float,
+          max_records: int | None = None) -> list[Record]:
+    """The first `max_records` (default: all) of `_records`."""
+    return list(itertools.islice(_records(consumer, topic, ranges, idle_timeout_s), max_records))
+
+
+def read_topic(config: Mapping[str, Any], topic: str, start: Mapping[int, int] | None = None,
+               idle_timeout_s: float = 30.0) -> list[Record]:
+    """Records of `topic` from `start` (partition -> offset; default and for partitions not named:
+    the beginning) up to the end offsets when called, in offset order per partition.
+
+    TopicMissing when the topic does not exist; TimeoutError when no record
+    arrives for `idle_timeout_s` before the end is reached.
+    """
+    consumer = _consumer(config)
+    try:
+        ranges = {partition: (max(low, (start or {}).get(partition, low)), high)
+                  for partition, (low, high) in _watermarks(consumer, topic).items()}
+        return _read(consumer, topic, ranges, idle_timeout_s)
+    finally:
+        consumer.close()
+
+
+def read_range(config: Mapping[str, Any], topic: str, partition: int, start: int, end: int,
+               idle_timeout_s: float = 30.0, max_records: int | None = None) -> list[Record]:
+    """Records of one partition with start <= offset < end, in order, at most `max_records` of them (the
+    first): read a long range a page at a time. Offsets that hold no record (retention, compaction,
+    transaction markers, aborted records) simply yield nothing."""
+    consumer = _consumer(config)
+    try:
+        low, high = _marks(consumer, topic, partition)
+        return _read(consumer, topic, {partition: (max(start, low), min(end, high))}, idle_timeout_s, max_records)
+    finally:
+        consumer.close()
+
+
+def holds_records(config: Mapping[str, Any], topic: str, partition: int, start: int, end: int,
+                  idle_timeout_s: float = 30.0) -> bool:
+    """Whether any committed record lies at start <= offset < end (reads up to the first one)."""
+    return bool(read_range(config, topic, partition, start, end, idle_timeout_s, max_records=1))
+
+
+def tail(config: Mapping[str, Any], topic: str, count: int, partitions: Iterable[int] | None = None,
+         window: int = 32, idle_timeout_s: float = 30.0) -> dict[int, list[Record]]:
+    """The last `count` committed records of each partition (default: all of the topic's), in offset order.
+
+    The log may end in transaction markers and aborted records, which hold
+    offsets but no committed record, so this reads the tail backwards in
+    growing windows until `count` committed records turn up or the start is
+    reached. TopicMissing when `partitions` is not given and the topic does
+    not exist.
+    """
+    consumer = _consumer(config)
+    try:
+        if partitions is None:
+            marks = _watermarks(consumer, topic)
+        else:
+            marks = {p: _marks(consumer, topic, p) for p in partitions}
+        found: dict[int, list[Record]] = {}
+        search: dict[int, tuple[int, int, int]] = {}  # partition -> (low, end of the unread tail, window size)
+        for partition, (low, high) in marks.items():
+            found[partition] = []
+            search[partition] = (low, high, max(window, count))
+        while search:
+            ranges = {p: (max(low, end - size), end) for p, (low, end, size) in search.items()}
+            read: dict[int, list[Record]] = {}
+            for record in _read(consumer, topic, ranges, idle_timeout_s):
+                read.setdefault(record.partition, []).append(record)
+            for partition, (low, _end, size) in list(search.items()):
+                start = ranges[partition][0]
+                found[partition] = (read.get(partition, []) + found[partition])[-count:]
+                if len(found[partition]) >= count or start <= low:
+                    del search[partition]
+                else:
+                    search[partition] = (low, start, size * 4)
+        return found
+    finally:
+        consumer.close()
+
+
+def last_records(config: Mapping[str, Any], topic: str, partitions: Iterable[int],
+                 idle_timeout_s: float = 30.0) -> dict[int, Record | None]:
+    """The last committed record of each partition (None for a partition without one)."""
+    return {partition: (records[-1] if records else None)
+            for partition, records in tail(config, topic, 1, partitions, idle_timeout_s=idle_timeout_s).items()}
