@@ -7,6 +7,7 @@ and a loop simply starts its next round later instead of overlapping.
 import asyncio
 
 from orders.app import app, settings
+from orders.ops.guarded import never_raises
 
 #: How often the fast path commits the group's offsets (where the committed states resume).
 GROUP_OFFSETS_EVERY_S = 2.0
@@ -18,4 +19,9 @@ async def commit_group_offsets() -> None:
         return
     while not app.should_stop:
         await asyncio.sleep(GROUP_OFFSETS_EVERY_S)
-        await app.consumer.commit_positions(app.runtime.tasks.resume_offsets())
+        await commit_positions()
+
+
+@never_raises("committing the group's offsets")
+async def commit_positions() -> None:
+    await app.consumer.commit_positions(app.runtime.tasks.resume_offsets())

@@ -5,6 +5,7 @@ from confluent_kafka import KafkaException
 
 from orders.app import app, orders_topic, retry_topic
 from orders.ops import watchdog
+from orders.ops.guarded import never_raises
 
 log = logging.getLogger("orders")
 _watchdog = watchdog.Watchdog()
@@ -12,6 +13,7 @@ _source_names = {orders_topic.get_topic_name(), retry_topic.get_topic_name()}
 
 
 @app.timer(watchdog.CHECK_INTERVAL_S)
+@never_raises("the stall check")
 async def watch_partitions() -> None:
     tasks, broker = app.runtime.tasks, app.runtime.broker
     try:

@@ -20,6 +20,7 @@ from .reading import Record
 
 log = logging.getLogger("orders")
 T = TypeVar("T")
+P = TypeVar("P", bound=tuple)
 
 #: How long a read is asked again before its error is raised.
 READ_TIMEOUT_S = 30.0
@@ -61,9 +62,12 @@ class Broker:
         """Whether committed records lie at start <= offset < end (one attempt: the watchdog asks again)."""
         return await asyncio.to_thread(reading.holds_records, self.config, topic, partition, start, end)
 
-    async def watermarks(self, tps: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
-        """(topic, partition) -> (earliest offset, highwater), one attempt (a scrape or a check asks again)."""
-        return await asyncio.to_thread(reading.watermarks, self.config, list(tps))
+    async def watermarks(self, tps: Iterable[P]) -> dict[P, tuple[int, int]]:
+        """Each partition, as given ((topic, partition) or Faust's TP), -> (earliest offset, highwater); one
+        attempt (a scrape or a check asks again)."""
+        tps = list(tps)
+        marks = await asyncio.to_thread(reading.watermarks, self.config, [(tp[0], tp[1]) for tp in tps])
+        return {tp: marks[(tp[0], tp[1])] for tp in tps}
 
     async def last_records(self, topic: str, partitions: list[int], timeout_s: float | None = None
                            ) -> dict[int, Record | None]:
