@@ -281,6 +281,8 @@ class PartitionTask:
             return 0.0
         if self.orders:
             return 0.0
+        if self.retries and self._head_due == math.inf:
+            return 0.0  # copies not looked at yet (the last step ran out of room): they may be due
         wake = self._head_due - now if self.retries else math.inf
         if part.changed_at is not None:
             wake = min(wake, part.changed_at + self.limits.commit_interval_s - now)
@@ -520,6 +522,8 @@ class PartitionTask:
         copies = [msg for msg in records if msg.topic == retry_topic]
         self.orders.extendleft(reversed(orders))
         self.retries.extendleft(reversed(copies))
+        if copies:
+            self._head_due = math.inf  # a new head: judged at the next step
 
     async def _lose(self, part: Partition, exc: Exception) -> None:
         log.error("partition %d: %s; dropping %d uncommitted record(s) and asking the group to rebalance",

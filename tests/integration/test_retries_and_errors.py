@@ -149,8 +149,10 @@ def test_a_registry_answering_502_pages_after_each_restart_crashes_no_agent_and_
         worker = start_worker("r-0", **settings)
         workers = [worker]
         wait_for_topics(names.orders)
-        orders = orders_with_prices("gw", 8_000)
-        producing = Producing(order_codec, names.orders, orders, rate=250, chunk=250)
+        # Orders keep coming for about 70 s: each round (a kill, the 502 window, the new owner's progress)
+        # takes 15-20 s, and every kill must land while orders still arrive.
+        orders = orders_with_prices("gw", 14_000)
+        producing = Producing(order_codec, names.orders, orders, rate=200, chunk=200)
         producing.start()
         bad_gateways = []
         for kill in range(1, 4):

@@ -629,3 +629,19 @@ def test_agents_wait_for_the_backlog_of_busy_partitions_but_never_for_held_ones(
         await harness.task().step()
         await asyncio.wait_for(waiting, 1.0)
     run(scenario())
+
+
+def test_copies_left_in_the_inbox_when_a_step_runs_out_of_room_are_applied_without_another_record_coming():
+    harness = Harness(failures={f"o-{i}": 1 for i in range(5)})
+    harness.limits = TaskLimits(chunk=2, commit_interval_s=0.1, backoff_initial_s=0.5, backoff_max_s=4.0)
+
+    async def scenario():
+        await failed_once(harness, [f"o-{i}" for i in range(5)])
+        copies = copies_sent(harness.outputs[0], timestamp=harness.clock.wall - 5)
+        await harness.submit(copies, topic=RETRY)
+        await harness.task().step()
+        assert len(harness.task().retries) == 3, "a step applies at most a chunk"
+        assert harness.task().next_wake_s() == 0, "the copies left are due: the task must not sleep"
+        await harness.settle()
+    run(scenario())
+    assert changelog_states(harness.outputs[0])[-1]["orders"] == 5
