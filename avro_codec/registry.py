@@ -77,6 +77,16 @@ class SchemaCache:
                 self._client = SchemaRegistryClient(base, timeout=self._timeout, auth=self._auth)
             return self._client
 
+    def ping(self, timeout_s: float) -> None:
+        """Ask the registry's subjects list once; RegistryUnavailable unless it answers 200 within `timeout_s`."""
+        base = self.base_url
+        try:
+            resp = httpx.get(f"{base}/subjects", timeout=timeout_s, auth=self._auth)
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailable(f"schema registry at {base} unreachable: {exc}") from exc
+        if resp.status_code != 200:
+            raise RegistryUnavailable(f"schema registry at {base} answered HTTP {resp.status_code}")
+
     @property
     def base_url(self) -> str:
         return str(self.client.conf["url"])

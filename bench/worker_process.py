@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,12 +39,13 @@ def free_port() -> int:
 class WorkerProcess:
     """One worker; its log goes to `<workdir>/<label>.log`, its table data to `<workdir>/data`."""
 
-    def __init__(self, env: Mapping[str, str], workdir: Path, label: str = "worker") -> None:
+    def __init__(self, env: Mapping[str, str], workdir: Path, label: str = "worker", port: int | None = None) -> None:
         self.env = dict(env)
         self.workdir = workdir
         self.label = label
         self.log_path = workdir / f"{label}.log"
-        self.port = free_port()
+        #: the web port: a given one (a worker restarted where it was, as a StatefulSet's pod is) or a free one
+        self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
 
@@ -78,6 +80,21 @@ class WorkerProcess:
                 return json.loads(resp.read())
         except OSError:
             return None
+
+    def get(self, path: str) -> tuple[int, dict | None]:
+        """(HTTP status, JSON body) of a GET on the worker's web view; (0, None) while it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+        except OSError:
+            return 0, None
+
+    def partition_stats(self) -> dict[int, dict] | None:
+        """This worker's own partitions (/partition-stats/), or None while its web view does not answer."""
+        status, body = self.get("/partition-stats/")
+        return None if status != 200 else {int(partition): state for partition, state in body.items()}
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as resp:

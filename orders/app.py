@@ -20,6 +20,7 @@ from faust.serializers import codecs
 
 from .client_config import faust_credentials
 from .faust_overrides.app import TransactionalStateApp
+from .faust_overrides.assignor import RestartTolerantAssignor
 from .faust_overrides.serializers import ORDER_CODEC_NAME, LazyCodec, OrderSerializers
 from .faust_overrides.tables import PartitionStateTable
 from .kafka.producing import MAX_MESSAGE_BYTES
@@ -107,6 +108,14 @@ app = OrdersApp(
     table_standby_replicas=0,
     producer_max_request_size=MAX_MESSAGE_BYTES,
     broker_max_poll_records=settings.max_poll_records,
+    # Every topic the worker uses is created by the app first, with REPLICATION_FACTOR; Faust creates none:
+    # the app elects no leader (no on_leader timers), so Faust's leader topic is not needed.
+    topic_disable_leader=True,
+    **({"topic_replication_factor": settings.replication_factor} if settings.replication_factor > 0 else {}),
+    # Static membership: a restarted worker with the same WORKER_ID gets its partitions back without a
+    # rebalance of the whole group (KIP-345; aiokafka's group_instance_id).
+    consumer_group_instance_id=settings.worker_id or None,
+    PartitionAssignor=RestartTolerantAssignor,
 )
 codecs.register(ORDER_CODEC_NAME, LazyCodec(lambda: app.runtime.codec))
 

@@ -50,6 +50,15 @@ class Settings:
     dlq_page_limit: int = 50
     #: Partitions of `orders` and `orders-retry` (and the table's changelog); they must match.
     partitions: int = 6
+    #: Replicas of every topic the app or its tools create (Faust's too); -1: the brokers'
+    #: default.replication.factor.
+    replication_factor: int = -1
+    #: min.insync.replicas of the topics the app creates; unset: the brokers' default.
+    min_insync_replicas: int | None = None
+    #: A name for this worker that stays the same across its restarts (a pod's name): the consumer's
+    #: group.instance.id, so a worker back within BROKER_SESSION_TIMEOUT_SECONDS gets its partitions back
+    #: without a rebalance of the whole group. Unset: a new member at every start. Unique per worker.
+    worker_id: str = ""
     #: Retries after the first attempt before an order is dead-lettered.
     max_retries: int = 3
     #: Minimum time between two attempts of the same order.
@@ -240,6 +249,14 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"DLQ_PAGE_LIMIT must be between 1 and 1000, got {s.dlq_page_limit}")
     if s.partitions < 1:
         raise SettingsError(f"PARTITIONS must be >= 1, got {s.partitions}")
+    if s.replication_factor == 0 or s.replication_factor < -1:
+        raise SettingsError(f"REPLICATION_FACTOR must be -1 (the brokers' default) or >= 1, got {s.replication_factor}")
+    if s.min_insync_replicas is not None and not 1 <= s.min_insync_replicas:
+        raise SettingsError(f"MIN_INSYNC_REPLICAS must be >= 1, got {s.min_insync_replicas}")
+    if (s.min_insync_replicas is not None and s.replication_factor > 0
+            and s.min_insync_replicas > s.replication_factor):
+        raise SettingsError(f"MIN_INSYNC_REPLICAS={s.min_insync_replicas} is more than REPLICATION_FACTOR="
+                            f"{s.replication_factor}: no write could ever be acknowledged")
     if not s.table_store.startswith(("memory://", "rocksdb://")):
         raise SettingsError(f"TABLE_STORE must be memory:// or rocksdb://, got {s.table_store!r}")
     if not s.schema_registry_url.startswith(("http://", "https://")):

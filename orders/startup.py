@@ -5,6 +5,7 @@ process ends with EXIT_CANNOT_START and one line naming what did not answer.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from avro_codec import RegistryUnavailable
@@ -13,6 +14,8 @@ from .client_config import confluent_config
 from .kafka import admin
 from .schemas import PatientRegistry
 from .settings import Settings
+
+log = logging.getLogger("orders")
 
 #: Exit code of a worker or command that cannot reach Kafka or the registry in time.
 EXIT_CANNOT_START = 3
@@ -32,19 +35,26 @@ def prepare_topics_and_registry(settings: Settings, registry: PatientRegistry,
     the consumer starts, they are in the first assignment.
     """
     changelogs = dict(changelogs or {})
+    topics = (settings.orders_topic, settings.retry_topic, settings.dlq_topic, *changelogs)
     try:
         admin.ensure_topics(
-            confluent_config(settings),
-            (settings.orders_topic, settings.retry_topic, settings.dlq_topic, *changelogs),
-            settings.partitions, timeout_s=settings.startup_timeout_seconds,
+            confluent_config(settings), topics, settings.partitions, timeout_s=settings.startup_timeout_seconds,
             same_partitions=(settings.orders_topic, settings.retry_topic, *changelogs), topic_configs=changelogs,
-            user=f"user {settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism})")
+            user=f"user {settings.kafka_sasl_username!r} ({settings.kafka_sasl_mechanism})",
+            replication=replication(settings))
+        for warning in admin.replication_warnings(confluent_config(settings), topics, replication(settings)):
+            log.warning(warning)
     except admin.TlsFailure as exc:
         trusted = (f"KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile}" if settings.kafka_ssl_cafile
                    else "the system's CA certificates (KAFKA_SSL_CAFILE is not set)")
         raise admin.TlsFailure(f"{exc}; the client trusts {trusted}: it must hold the CA that signed the "
                                   "broker's certificate") from None
     registry.wait_until_reachable(settings.startup_timeout_seconds)
+
+
+def replication(settings: Settings) -> admin.Replication:
+    """How the app's topics are to be replicated (REPLICATION_FACTOR, MIN_INSYNC_REPLICAS)."""
+    return admin.Replication(settings.replication_factor, settings.min_insync_replicas)
 
 
 def output_record_limit(settings: Settings) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ from .domain.retry_policy import RetryPolicy
 from .faust_overrides.consumer import RecordBatches, hold_partitions
 from .faust_overrides.rebalance import request_rebalance
 from .faust_overrides.tables import PartitionStateTable
+from .kafka import reading
 from .kafka.broker import Broker
 from .kafka.producing import MAX_MESSAGE_BYTES
 from .kafka.transactions import PartitionOutput
 from .ops.activity_log import ActivityLog
+from .ops.health import PROBE_TIMEOUT_S, ServiceProbes
 from .ops.metrics import OrderMetrics
 from .processing.commit import Committer
 from .processing.faults import FaultInjector
@@ -71,6 +74,8 @@ class Runtime:
     tasks: PartitionTasks
     #: the `order-stats` table: the one source of the aggregate its readers read
     table: PartitionStateTable
+    #: whether Kafka and the registry answer (for /readyz)
+    probes: ServiceProbes
     #: topic name -> the fast path's hand-over to that topic's agent (empty: Faust's stock path)
     record_batches: dict[str, RecordBatches] = field(default_factory=dict)
 
@@ -201,9 +206,12 @@ def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
         chunk=settings.batch_max_records)
     record_batches = {topic.get_topic_name(): RecordBatches(app, settings.batch_max_records)
                       for topic in source_topics} if settings.fast_path else {}
+    probes = ServiceProbes({
+        "Kafka": partial(reading.ping, kafka_config, settings.orders_topic, PROBE_TIMEOUT_S),
+        "the schema registry": partial(registry.cache.ping, PROBE_TIMEOUT_S)})
     runtime = Runtime(settings=settings, kafka_config=kafka_config, registry=registry, codec=codec, policy=policy,
                       broker=broker, metrics_registry=metrics_registry, metrics=metrics, activity=activity,
-                      handler=handler, tasks=tasks, table=table, record_batches=record_batches)
+                      handler=handler, tasks=tasks, table=table, probes=probes, record_batches=record_batches)
     app.record_batches = record_batches
     app.state_hooks = StateHooks(tasks, broker, table.changelog_topic_name)
 

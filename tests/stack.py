@@ -34,8 +34,14 @@ SSL_CAFILE = os.environ.get("TEST_KAFKA_SSL_CAFILE", str(ROOT / ".stack" / "tls"
 USES_LOCAL_STACK = (BOOTSTRAP, REGISTRY_URL) == (LOCAL_BOOTSTRAP, LOCAL_REGISTRY_URL)
 
 
-def stack_command(command: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(STACK), command], timeout=timeout_s)
+#: The three-broker cluster `scripts/stack --brokers 3 up` starts (its node N at 9192 + 100 * (N - 1)).
+CLUSTER_NODES = {1: "127.0.0.1:9192", 2: "127.0.0.1:9292", 3: "127.0.0.1:9392"}
+CLUSTER_BOOTSTRAP = ",".join(CLUSTER_NODES.values())
+
+
+def stack_command(*args: str, timeout_s: float = 300, capture: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(STACK), *args], timeout=timeout_s, capture_output=capture,
+                          text=capture)
 
 
 def local_stack_running() -> bool:

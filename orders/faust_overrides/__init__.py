@@ -37,6 +37,8 @@ override, then update the digest.
   (`Recovery._recovery_started_at`, `_active_events_received_at`), and asking
   the group to rebalance (aiokafka's `coordinator.request_rejoin`).
 - `commands`: a command group under the `faust` CLI (`AppCommand.as_click_command`).
+- `assignor`: a worker back under the same WORKER_ID with another web URL takes its cached assignment and
+  asks for a rebalance, instead of failing Faust's assertion (`PartitionAssignor.on_assignment`) and hanging.
 - `serializers`: `faust send` encodes bytes through the order codec (`Registry.dumps_value` skips bytes);
   the codec is built on first use.
 - the app (`orders/app.py`) builds its runtime in `App.on_init_dependencies`, which Faust runs before it
@@ -83,6 +85,8 @@ UPSTREAM = {
     "aiokafka.consumer.group_coordinator.GroupCoordinator.request_rejoin": "f70a261c91c38cb5",
     # commands.py
     "faust.cli.base.AppCommand.as_click_command": "b9f15fb627124b65",
+    # assignor.py: the URL assertion is the last statement, after the assignment is taken
+    "faust.assignor.partition_assignor.PartitionAssignor.on_assignment": "72f34bf053d696b5",
     # serializers.py: bytes skipped unless the codec is ours
     "faust.serializers.registry.Registry.dumps_value": "42c1fc28dd371ead",
     # orders/app.py: the runtime (and the monitor) built before Faust reads app.monitor

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -13,6 +14,18 @@ from ..backoff import Backoff
 from .producing import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How the app's topics are replicated: -1 replicas takes the broker's `default.replication.factor`, and no
+    `min_insync_replicas` the broker's `min.insync.replicas`."""
+
+    replicas: int = -1
+    min_insync_replicas: int | None = None
+
+    def topic_config(self) -> dict[str, str]:
+        return {} if self.min_insync_replicas is None else {"min.insync.replicas": str(self.min_insync_replicas)}
 
 
 class TopicSetupError(RuntimeError):
@@ -48,18 +61,43 @@ def max_message_bytes(config: Mapping[str, Any], topics: Iterable[str], timeout_
     return limit
 
 
-def ensure_compacted_topic(config: Mapping[str, Any], topic: str, timeout_s: float = 30.0) -> bool:
-    """Create `topic` (one partition, cleanup.policy=compact, the broker's default replication) unless
-    it exists; True when it was created here."""
+def ensure_compacted_topic(config: Mapping[str, Any], topic: str, replication: Replication = Replication(),
+                           timeout_s: float = 30.0) -> bool:
+    """Create `topic` (one partition, cleanup.policy=compact, `replication`) unless it exists; True when it was
+    created here."""
     admin = AdminClient({**config, "log_level": 2})
     if topic in admin.list_topics(timeout=10).topics:
         return False
-    return bool(_create(admin, [NewTopic(topic, 1, -1, config={"cleanup.policy": "compact"})], timeout_s))
+    return bool(_create(admin, [NewTopic(topic, 1, replication.replicas, config={
+        "cleanup.policy": "compact", **replication.topic_config()})], timeout_s))
+
+
+def replication_warnings(config: Mapping[str, Any], names: Sequence[str], replication: Replication) -> list[str]:
+    """What is wrong with the replication of existing topics: fewer replicas than asked, or one replica on a
+    cluster of more than one broker (losing that broker loses the topic's data)."""
+    metadata = AdminClient({**config, "log_level": 2}).list_topics(timeout=10)
+    brokers = len(metadata.brokers)
+    warnings = []
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None or not topic.partitions:
+            continue
+        replicas = min(len(partition.replicas) for partition in topic.partitions.values())
+        if 0 < replication.replicas and replicas < replication.replicas:
+            warnings.append(f"topic {name} has {replicas} replica(s) per partition, fewer than "
+                            f"REPLICATION_FACTOR={replication.replicas}: Kafka does not add replicas to an existing "
+                            f"topic (kafka-reassign-partitions does)")
+        elif replicas == 1 and brokers > 1:
+            warnings.append(f"topic {name} has 1 replica on a cluster of {brokers} brokers: losing the broker "
+                            f"that holds a partition loses its records (set REPLICATION_FACTOR, or the brokers' "
+                            f"default.replication.factor, before the topics are created)")
+    return warnings
 
 
 def ensure_topics(config: Mapping[str, Any], names: Sequence[str], partitions: int, *, timeout_s: float,
                   same_partitions: Sequence[str] = (), user: str = "",
-                  topic_configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
+                  topic_configs: Mapping[str, Mapping[str, str]] | None = None,
+                  replication: Replication = Replication()) -> None:
     """Create the topics in `names` that are missing, with `partitions` partitions (and the entry of
     `topic_configs` for a name, if any), and wait until the broker lists them all. Topics in
     `same_partitions` must have exactly `partitions`.
@@ -84,7 +122,8 @@ def ensure_topics(config: Mapping[str, Any], names: Sequence[str], partitions: i
             missing = [name for name in names if name not in existing]
             if not missing:
                 break
-            wanted = [NewTopic(name, partitions, 1, config=dict((topic_configs or {}).get(name, {})))
+            wanted = [NewTopic(name, partitions, replication.replicas,
+                               config={**replication.topic_config(), **(topic_configs or {}).get(name, {})})
                       for name in missing]
             for name in _create(admin, wanted, 30):
                 log.info("created topic %s with %d partitions", name, partitions)

@@ -80,6 +80,17 @@ def watermarks(config: Mapping[str, Any], partitions: Iterable[tuple[str, int]]
         consumer.close()
 
 
+def ping(config: Mapping[str, Any], topic: str, timeout_s: float) -> None:
+    """Ask a broker for `topic`'s metadata once; KafkaException (or TopicMissing) unless it answers in time."""
+    consumer = _consumer(config)
+    try:
+        found = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if found is None or found.error is not None:
+            raise TopicMissing(f"topic {topic} does not exist")
+    finally:
+        consumer.close()
+
+
 def first_offset(config: Mapping[str, Any], topic: str, partition: int) -> int:
     """The oldest offset still in a partition (its low watermark)."""
     return watermarks(config, [(topic, partition)])[topic, partition][0]

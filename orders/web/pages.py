@@ -49,5 +49,6 @@ async def healthz(web, request):
 @app.page("/readyz")
 async def readyz(web, request):
     """Readiness: 200 when this worker does its share now, 503 with the reasons otherwise."""
-    report = readiness(app, app.runtime.tasks)
+    runtime = app.runtime
+    report = await readiness(app, runtime.tasks, runtime.probes)
     return web.json(report, status=200 if report["ready"] else 503)

@@ -85,8 +85,8 @@ def start_worker(names, tmp_path):
     """Starts workers for this test (waiting until they serve); stops whatever is still running afterwards."""
     workers: list[WorkerProcess] = []
 
-    def start(label: str = "worker", **env: object) -> WorkerProcess:
-        worker = WorkerProcess(app_env(names, **env), tmp_path, label)
+    def start(label: str = "worker", port: int | None = None, **env: object) -> WorkerProcess:
+        worker = WorkerProcess(app_env(names, **env), tmp_path, label, port)
         workers.append(worker)
         return worker.start_serving(timeout_s=90)
 
@@ -100,8 +100,8 @@ def order_codec(stack, names) -> AvroRecordCodec:
     return AvroRecordCodec(SchemaCache(REGISTRY_URL), ORDER_SCHEMA, subject=f"{names.orders}-value")
 
 
-def wait_for_topics(*topics: str, timeout: float = 60) -> None:
-    admin = AdminClient(KAFKA_CONFIG)
+def wait_for_topics(*topics: str, timeout: float = 60, config: dict = KAFKA_CONFIG) -> None:
+    admin = AdminClient(config)
     wait_until(lambda: set(topics) <= set(admin.list_topics(timeout=5).topics), timeout, f"topics {topics}")
 
 
@@ -111,18 +111,20 @@ def create_topic(name: str, partitions: int = 1) -> None:
 
 
 def produce(topic: str, records: list[tuple[bytes | None, bytes | None]],
-            headers: list[tuple[str, bytes]] | None = None) -> None:
+            headers: list[tuple[str, bytes]] | None = None, config: dict = KAFKA_CONFIG) -> None:
     """Send records and wait until the broker acknowledged every one."""
-    deliveries = producing.deliver(producing.producer(KAFKA_CONFIG),
+    deliveries = producing.deliver(producing.producer(config),
                                   [producing.Outgoing(topic, key, value, headers or ()) for key, value in records])
     failed = [delivery.error for delivery in deliveries if delivery.error]
     assert not failed, failed
 
 
-def produce_orders(codec: AvroRecordCodec, topic: str, orders: list[dict]) -> list[bytes]:
+def produce_orders(codec: AvroRecordCodec, topic: str, orders: list[dict], config: dict = KAFKA_CONFIG
+                   ) -> list[bytes]:
     """Send orders Avro-encoded, keyed by orderId; return the bytes sent, in order."""
     encoded = [codec.encode(order) for order in orders]
-    produce(topic, [(order["orderId"].encode(), data) for order, data in zip(orders, encoded, strict=True)])
+    produce(topic, [(order["orderId"].encode(), data) for order, data in zip(orders, encoded, strict=True)],
+            config=config)
     return encoded
 
 
@@ -174,16 +176,18 @@ def assert_exact(orders: list[dict], summary: dict, dead_letters: list[reading.R
 class Producing(threading.Thread):
     """Sends orders in chunks at about `rate` per second while the test does other things."""
 
-    def __init__(self, codec, topic: str, orders: list[dict], rate: float, chunk: int = 500) -> None:
+    def __init__(self, codec, topic: str, orders: list[dict], rate: float, chunk: int = 500,
+                 config: dict = KAFKA_CONFIG) -> None:
         super().__init__(daemon=True)
         self.codec, self.topic, self.orders, self.rate, self.chunk = codec, topic, orders, rate, chunk
+        self.config = config
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
             for start in range(0, len(self.orders), self.chunk):
                 began = time.monotonic()
-                produce_orders(self.codec, self.topic, self.orders[start:start + self.chunk])
+                produce_orders(self.codec, self.topic, self.orders[start:start + self.chunk], self.config)
                 time.sleep(max(0.0, self.chunk / self.rate - (time.monotonic() - began)))
         except BaseException as exc:  # reported by the test thread
             self.error = exc

@@ -44,9 +44,9 @@ def stack_properties() -> dict[str, str]:
     return dict(line.split("=", 1) for line in STACK.broker_properties().splitlines() if "=" in line)
 
 
-def compose_properties() -> dict[str, str]:
-    """The kafka service's KAFKA_* variables as the apache/kafka image turns them into properties."""
-    env = SERVICES["kafka"]["environment"]
+def compose_properties(service: str = "kafka") -> dict[str, str]:
+    """A kafka service's KAFKA_* variables as the apache/kafka image turns them into properties."""
+    env = SERVICES[service]["environment"]
     return {key[len("KAFKA_"):].lower().replace("_", "."): str(value) for key, value in env.items()
             if key.startswith("KAFKA_") and key != "KAFKA_OPTS"}
 
@@ -123,7 +123,7 @@ def test_the_apps_and_the_tests_defaults_reach_both_stacks():
     # Confluent's registry serves the API at the root; Apicurio's under /apis/ccompat/v7, which the app finds.
     assert registry.path in ("", "/") and urlsplit(STACK.REGISTRY_API).path == "/apis/ccompat/v7"
     assert SERVICES["schema-registry"]["environment"]["SCHEMA_REGISTRY_SCHEMA_COMPATIBILITY_LEVEL"].upper() == \
-        STACK.REGISTRY_ENV["APICURIO_RULES_GLOBAL_COMPATIBILITY"]
+        STACK.registry_env("")["APICURIO_RULES_GLOBAL_COMPATIBILITY"]
 
 
 def test_prometheus_loads_the_repositorys_rules_and_scrapes_the_workers_web_port():
@@ -163,3 +163,28 @@ def test_grafana_is_provisioned_with_the_prometheus_datasource_and_the_dashboard
     assert used == {source["uid"]}, "every panel queries the provisioned datasource"
     assert grafana[str(Path(SERVICES["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]).parent)] \
         == dashboards
+
+
+#: Broker properties the three-broker cluster (scripts/stack --brokers 3, compose profile `cluster`) sets alike.
+CLUSTER_PROPERTIES = (
+    "auto.create.topics.enable", "message.max.bytes", "num.partitions", "default.replication.factor",
+    "min.insync.replicas", "offsets.topic.replication.factor", "offsets.topic.num.partitions",
+    "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
+    "share.coordinator.state.topic.replication.factor", "share.coordinator.state.topic.min.isr",
+    "group.initial.rebalance.delay.ms", "controller.listener.names", "process.roles", "node.id",
+)
+
+
+@pytest.mark.parametrize("node", range(1, STACK.CLUSTER_NODES + 1))
+def test_the_cluster_profile_matches_scripts_stacks_cluster(node):
+    stack = dict(line.split("=", 1) for line in STACK.cluster_node_properties(node).splitlines() if "=" in line)
+    service = f"kafka-{node}"
+    compose = compose_properties(service)
+    assert SERVICES[service]["profiles"] == ["cluster"], "the cluster is an option, not the default"
+    for key in CLUSTER_PROPERTIES:
+        assert compose[key] == stack[key], f"{service}: {key}"
+    port = STACK.cluster_port(node)
+    assert listeners(compose["advertised.listeners"])["PLAINTEXT"] == ("localhost", port)
+    assert listeners(stack["advertised.listeners"])["PLAINTEXT"][1] == port and port in published(service)
+    assert len(compose["controller.quorum.voters"].split(",")) == len(stack["controller.quorum.voters"].split(","))
+    assert test_stack.CLUSTER_NODES[node] == f"127.0.0.1:{port}", "the tests find the node where the stack puts it"

@@ -27,6 +27,7 @@ from ...dead_letters.letters import DeadLetter, Selection, dead_letter, in_dlq_o
 from ...faust_overrides.commands import GroupedAppCommand
 from ...kafka.producing import error_text
 from ...kafka.reading import TopicMissing, read_topic
+from ...startup import replication
 from .replay import Replayer, ReplayError
 
 
@@ -143,7 +144,8 @@ async def dlq_replay(self: DlqCommand, order_ids: tuple[str, ...], reasons: tupl
     letters = self.dead_letters()
     self.check_reasons(selection, letters)
     replayer = Replayer(confluent_config(settings), settings.orders_topic, settings.replay_ledger_topic,
-                        f"{settings.app_id}-dlq-replay", dry_run=dry_run, say=self.say)
+                        f"{settings.app_id}-dlq-replay", dry_run=dry_run, say=self.say,
+                        replication=replication(settings))
     report = replayer.run(letters, selection, force)
     plan = report.plan
     for letter, why in report.unavailable:

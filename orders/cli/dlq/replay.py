@@ -51,8 +51,10 @@ def _now_ms() -> int:
 
 class Replayer:
     def __init__(self, config: Mapping[str, Any], orders_topic: str, ledger_topic: str, transactional_id: str, *,
-                 dry_run: bool, say: Callable[[str], None], batch_size: int = BATCH_SIZE) -> None:
+                 dry_run: bool, say: Callable[[str], None], batch_size: int = BATCH_SIZE,
+                 replication: admin.Replication = admin.Replication()) -> None:
         self.config = config
+        self.replication = replication
         self.orders_topic = orders_topic
         self.ledger_topic = ledger_topic
         self.transactional_id = transactional_id
@@ -63,7 +65,7 @@ class Replayer:
 
     def run(self, letters: list[DeadLetter], selection: Selection, force: bool) -> ReplayReport:
         if not self.dry_run:
-            if admin.ensure_compacted_topic(self.config, self.ledger_topic):
+            if admin.ensure_compacted_topic(self.config, self.ledger_topic, self.replication):
                 self.say(f"created ledger topic {self.ledger_topic} (compacted)")
             # librdkafka's own log stays quiet: a fenced run says so in one line of its own.
             self._producer = producing.producer(self.config, **{"transactional.id": self.transactional_id,
