@@ -19,6 +19,7 @@ from orders.settings import SettingsError
 
 from . import throughput
 from .compare import compare
+from .dlq import dlq
 from .latency import latency
 from .recovery import STORES, recovery
 from .run import BenchFailure, WorkerOptions, say
@@ -101,6 +102,9 @@ def parser() -> argparse.ArgumentParser:
                      help="history sizes at which to restart, increasing: 200000,1000000 restarts twice")
     rec.add_argument("--stores", type=_stores, default=list(STORES), metavar="STORE[,STORE]",
                      help=f"table stores to measure: {','.join(STORES)}")
+    dead = figures.add_parser("dlq", parents=[worker],
+                              help="time and peak RSS of dlq list and dlq replay over a large dead-letter topic")
+    dead.add_argument("--letters", type=_positive_int, default=1_000_000, help="dead letters to write")
     return root
 
 
@@ -117,6 +121,8 @@ def run(args: argparse.Namespace) -> str:
         return compare(options, args.orders, args.rates, args.seconds, args.warmup)
     if args.figure == "latency":
         return latency(options, args.rate, args.seconds, args.warmup, args.drain_timeout)
+    if args.figure == "dlq":
+        return dlq(options, args.letters)
     return recovery(options, args.stores, args.orders)
 
 

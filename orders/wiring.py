@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from avro_codec import AvroRecordCodec, SchemaCache, load_schema
 
 from .client_config import confluent_config, registry_auth
+from .dead_letters.follower import LedgerFollower
 from .domain.headers import DEAD_LETTER_REASONS
 from .domain.order import FailureSimulator
 from .domain.partition_state import Aggregate, PartitionState, Share
@@ -76,6 +77,8 @@ class Runtime:
     table: PartitionStateTable
     #: whether Kafka and the registry answer (for /readyz)
     probes: ServiceProbes
+    #: what `dlq replay` replayed (the dead-letter panel, the outstanding dead letters)
+    replays: LedgerFollower
     #: topic name -> the fast path's hand-over to that topic's agent (empty: Faust's stock path)
     record_batches: dict[str, RecordBatches] = field(default_factory=dict)
 
@@ -211,7 +214,8 @@ def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
         "the schema registry": partial(registry.cache.ping, PROBE_TIMEOUT_S)})
     runtime = Runtime(settings=settings, kafka_config=kafka_config, registry=registry, codec=codec, policy=policy,
                       broker=broker, metrics_registry=metrics_registry, metrics=metrics, activity=activity,
-                      handler=handler, tasks=tasks, table=table, probes=probes, record_batches=record_batches)
+                      handler=handler, tasks=tasks, table=table, probes=probes,
+                      replays=LedgerFollower(kafka_config, settings.replay_ledger_topic), record_batches=record_batches)
     app.record_batches = record_batches
     app.state_hooks = StateHooks(tasks, broker, table.changelog_topic_name)
 

@@ -7,8 +7,8 @@ with plain values.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Container, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,8 +115,8 @@ def record_size(record: Record) -> int:
 
 
 def in_dlq_order(letters: Iterable[DeadLetter]) -> list[DeadLetter]:
-    """Oldest first (by dead-letter time, then position), so the first copy of an original comes first."""
-    return sorted(letters, key=lambda d: (d.time_ms if d.time_ms is not None else -1, d.partition, d.offset))
+    """Oldest first: see `dlq_order_key`."""
+    return sorted(letters, key=dlq_order_key)
 
 
 def parse_time(text: str) -> int:
@@ -172,32 +172,26 @@ class Selection:
         return True
 
 
-@dataclass
-class ReplayPlan:
-    """Every dead letter read, in exactly one bucket."""
-
-    replay: list[DeadLetter] = field(default_factory=list)
-    #: replayed by an earlier run, or another DLQ copy of an original replayed in this one
-    already_replayed: list[DeadLetter] = field(default_factory=list)
-    #: selected, but the value does not decode and --force was not given
-    undecodable: list[DeadLetter] = field(default_factory=list)
-    not_matching: list[DeadLetter] = field(default_factory=list)
+#: What `dlq replay` does with a dead letter (`decide`).
+REPLAY = "replay"
+#: replayed by an earlier run, or another DLQ copy of an original replayed in this one
+ALREADY_REPLAYED = "already-replayed"
+#: selected, but the value does not decode and --force was not given
+UNDECODABLE = "undecodable"
+NOT_MATCHING = "not-matching"
 
 
-def plan_replay(letters: Iterable[DeadLetter], replayed: Iterable[str], selection: Selection,
-                force: bool = False) -> ReplayPlan:
-    """Sort dead letters into buckets; `replayed` holds the dedupe keys replayed before."""
-    plan = ReplayPlan()
-    taken = set(replayed)
-    for letter in in_dlq_order(letters):
-        if not selection.matches(letter):
-            plan.not_matching.append(letter)
-        elif letter.dedupe_key in taken:
-            plan.already_replayed.append(letter)
-        elif letter.undecodable is not None and not force:
-            plan.undecodable.append(letter)
-        else:
-            taken.add(letter.dedupe_key)
-            plan.replay.append(letter)
-    return plan
+def decide(letter: DeadLetter, selection: Selection, replayed: Container[str], force: bool = False) -> str:
+    """What a replay does with `letter`; `replayed` holds the dedupe keys replayed so far (this run's too)."""
+    if not selection.matches(letter):
+        return NOT_MATCHING
+    if letter.dedupe_key in replayed:
+        return ALREADY_REPLAYED
+    if letter.undecodable is not None and not force:
+        return UNDECODABLE
+    return REPLAY
 
+
+def dlq_order_key(letter: DeadLetter) -> tuple[int, int, int]:
+    """Oldest first (by dead-letter time, then position), so the first copy of an original comes first."""
+    return (letter.time_ms if letter.time_ms is not None else -1, letter.partition, letter.offset)

@@ -9,9 +9,10 @@ from . import ledger
 from .letters import DeadLetter, dead_letter, in_dlq_order
 
 
-def newest(config: Mapping[str, Any], dlq_topic: str, ledger_topic: str, limit: int,
-           decode: Callable[[bytes | None], dict[str, Any]]) -> list[tuple[DeadLetter, ledger.Entry | None]]:
-    """The `limit` newest dead letters, newest first, each with its replay ledger entry (None: not replayed).
+def newest(config: Mapping[str, Any], dlq_topic: str, limit: int, decode: Callable[[bytes | None], dict[str, Any]],
+           replayed: Callable[[str], ledger.Entry | None]) -> list[tuple[DeadLetter, ledger.Entry | None]]:
+    """The `limit` newest dead letters, newest first, each with its replay ledger entry (`replayed(dedupe key)`;
+    None: not replayed).
 
     Reads at most `limit` records from the end of each DLQ partition, never the
     whole topic; an absent topic means no dead letters yet. Registry and Kafka
@@ -23,5 +24,4 @@ def newest(config: Mapping[str, Any], dlq_topic: str, ledger_topic: str, limit: 
         return []
     letters = in_dlq_order(dead_letter(record, decode) for records in tails.values() for record in records)
     shown = letters[::-1][:limit]
-    entries = ledger.load(config, ledger_topic) if shown else {}
-    return [(letter, entries.get(letter.dedupe_key)) for letter in shown]
+    return [(letter, replayed(letter.dedupe_key)) for letter in shown]

@@ -142,6 +142,36 @@ def _read(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]], id
     return list(itertools.islice(_records(consumer, topic, ranges, idle_timeout_s), max_records))
 
 
+#: Bounds what librdkafka prefetches for a streaming read (queued.max.messages.kbytes): the read's memory is
+#: this, per consumer, plus the page in hand, however large the topic.
+STREAM_PREFETCH_KBYTES = 4096
+
+
+def partitions_of(config: Mapping[str, Any], topic: str) -> dict[int, tuple[int, int]]:
+    """Partition -> (earliest offset, end offset) of `topic`; TopicMissing when it does not exist."""
+    consumer = _consumer(config)
+    try:
+        return _watermarks(consumer, topic)
+    finally:
+        consumer.close()
+
+
+def stream_partition(config: Mapping[str, Any], topic: str, partition: int, start: int, end: int,
+                     idle_timeout_s: float = 30.0) -> Iterator[Record]:
+    """The committed records of one partition with start <= offset < end, one at a time, in order, with
+    memory bounded by STREAM_PREFETCH_KBYTES whatever the range (one consumer of its own, closed at the end)."""
+    if start >= end:
+        return
+    consumer = Consumer({**config, "group.id": f"orders-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                         "enable.partition.eof": True, "auto.offset.reset": "earliest",
+                         "isolation.level": "read_committed", "log_level": 2, "fetch.wait.max.ms": 20,
+                         "queued.max.messages.kbytes": STREAM_PREFETCH_KBYTES})
+    try:
+        yield from _records(consumer, topic, {partition: (start, end)}, idle_timeout_s)
+    finally:
+        consumer.close()
+
+
 def read_topic(config: Mapping[str, Any], topic: str, start: Mapping[int, int] | None = None,
                idle_timeout_s: float = 30.0) -> list[Record]:
     """Records of `topic` from `start` (partition -> offset; default and for partitions not named:

@@ -77,6 +77,14 @@ class OrderMetrics:
             "ATTEMPTS_BEFORE_BLOCKED times in a row (a registry that does not answer, an output the broker "
             "refuses). Its records wait; it keeps trying and returns to 0 once it gets through.",
             ["partition"], registry=registry)
+        self._replayed = Gauge(
+            "orders_dead_letters_replayed",
+            "Dead letters `dlq replay` has replayed, from its ledger (the same figure on every worker).",
+            registry=registry)
+        self._outstanding = Gauge(
+            "orders_dead_letters_outstanding",
+            "Dead letters written and not replayed yet: they wait for an operator (the whole DLQ, the same figure "
+            "on every worker that reaches the others; use max(), not sum()).", registry=registry)
         self._reasons: dict[str, Counter] = {}
 
     def declare_dead_letter_reasons(self, *reasons: str) -> None:
@@ -124,6 +132,10 @@ class OrderMetrics:
     def set_partition_blocked(self, partition: int, blocked: bool) -> None:
         """A partition became blocked (1) or unblocked (0: the series stays, so alerts see it resolve)."""
         self._blocked.labels(partition=str(partition)).set(1 if blocked else 0)
+
+    def set_dead_letters(self, replayed: int, outstanding: int) -> None:
+        self._replayed.set(replayed)
+        self._outstanding.set(outstanding)
 
     def set_unreachable_workers(self, count: int) -> None:
         self._unreachable.set(count)

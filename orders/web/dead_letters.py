@@ -42,9 +42,11 @@ class _Snapshots:
     async def get(self) -> Snapshot:
         async with self._lock:
             if time.monotonic() - self._taken_at >= SNAPSHOT_SECONDS:
+                runtime = app.runtime
+                await runtime.replays.refresh()
                 self._snapshot = await asyncio.to_thread(
-                    recent.newest, app.runtime.kafka_config, settings.dlq_topic, settings.replay_ledger_topic,
-                    settings.dlq_page_limit, app.runtime.codec.loads)
+                    recent.newest, runtime.kafka_config, settings.dlq_topic, settings.dlq_page_limit,
+                    runtime.codec.loads, runtime.replays.entry)
                 self._taken_at = time.monotonic()
             return self._snapshot
 

@@ -17,7 +17,9 @@ import logging
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..app import app, orders_topic, retry_topic, settings, stats_table
+from ..domain.partition_state import Aggregate
 from ..ops.lag import consumer_lag, partition_lag
+from .pages import dead_letter_figures
 from .peers import gather_partition_states
 
 log = logging.getLogger("orders")
@@ -49,7 +51,10 @@ async def prometheus_metrics(web, request):
         lag = {}
     runtime.metrics.set_lag(lag)
     runtime.metrics.set_owned_aggregate(runtime.aggregate())
-    _shares, unreachable = await gather_partition_states(app, stats_table.name, runtime.shares(),
-                                                         timeout_s=settings.peer_timeout_seconds)
+    shares, unreachable = await gather_partition_states(app, stats_table.name, runtime.shares(),
+                                                        timeout_s=settings.peer_timeout_seconds)
     runtime.metrics.set_unreachable_workers(len(unreachable))
+    figures = await dead_letter_figures(Aggregate.of(shares.values()))
+    if figures["dead_letters_outstanding"] is not None:
+        runtime.metrics.set_dead_letters(figures["dead_letters_replayed"], figures["dead_letters_outstanding"])
     return web.bytes(generate_latest(runtime.metrics_registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -7,12 +7,15 @@ state of its own.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..app import app, settings, stats_table
 from ..domain.partition_state import Aggregate
 from ..ops.health import readiness
 from .peers import gather_partition_states, share_json
+
+log = logging.getLogger("orders")
 
 LIVE_HTML = (Path(__file__).resolve().parent / "live.html").read_text(encoding="utf-8")
 
@@ -37,7 +40,22 @@ async def average(web, request):
     commits within COMMIT_INTERVAL_SECONDS; until then a crash takes them back, to be applied again)."""
     shares, unreachable = await gather_partition_states(
         app, stats_table.name, app.runtime.shares(), timeout_s=settings.peer_timeout_seconds)
-    return web.json({**Aggregate.of(shares.values()).to_json(), "unreachable_workers": unreachable})
+    aggregate = Aggregate.of(shares.values())
+    return web.json({**aggregate.to_json(), **await dead_letter_figures(aggregate),
+                     "unreachable_workers": unreachable})
+
+
+async def dead_letter_figures(aggregate: Aggregate) -> dict:
+    """Dead letters replayed by `dlq replay` (the ledger) and still outstanding (written minus replayed);
+    null when the ledger cannot be read now."""
+    replays = app.runtime.replays
+    try:
+        await replays.refresh()
+    except Exception as exc:  # the aggregate still answers; the page shows the gap
+        log.warning("/average/: the replay ledger cannot be read: %r", exc)
+        return {"dead_letters_replayed": None, "dead_letters_outstanding": None}
+    replayed = replays.replayed()
+    return {"dead_letters_replayed": replayed, "dead_letters_outstanding": max(0, aggregate.dead_letters - replayed)}
 
 
 @app.page("/healthz")

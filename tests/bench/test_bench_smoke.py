@@ -1,6 +1,6 @@
 """Every bench command runs end to end on tiny sizes, prints its result line last and leaves nothing behind.
 
-The six commands run at the same time (each on its own topics), to keep this
+The seven commands run at the same time (each on its own topics), to keep this
 under a minute and a half on two cores; the figures themselves mean nothing here.
 """
 import os
@@ -24,10 +24,12 @@ COMMANDS = {
     "latency": (["--rate", "200", "--seconds", "5", "--warmup", "1"],
                 r"latency at 200 orders/s \(achieved [\d,]+/s\): p50 [\d.,]+ m?s, p95 [\d.,]+ m?s, p99 [\d.,]+ m?s "
                 r"over [\d,]+ orders; kept up: (yes|no)"),
-    "compare": (["--orders", "20000", "--rates", "300", "--seconds", "3", "--warmup", "1"],
+    "compare": (["--orders", "100000", "--rates", "300", "--seconds", "3", "--warmup", "1"],
                 r"compare: fast path [\d,]+ orders/s \([\d.]+ of the ceiling, [\d.]+x the seed's design\), stock path "
-                r"[\d,]+/s, seed's design [\d,]+/s, ceiling [\d,]+/s \(20,000 orders, 6 partitions\) \| latency at 300 "
-                r"orders/s"),
+                r"[\d,]+/s, seed's design [\d,]+/s, ceiling [\d,]+/s \(100,000 orders, 6 partitions\) \| "
+                r"latency at 300 orders/s"),
+    "dlq": (["--letters", "2000"], r"dlq: 2,000 dead letters: list --json [\d.]+ s, peak RSS [\d,]+ MiB; "
+                                   r"replay --all [\d.]+ s, peak RSS [\d,]+ MiB"),
     "recovery": (["--orders", "3000", "--stores", "memory"],
                  r"recovery: memory:// 3,000 orders: [\d.]+ s \(web up at [\d.]+ s\), changelog [\d,]+ records"),
 }

@@ -220,3 +220,46 @@ def test_two_replays_at_once_publish_every_dead_letter_once(names, order_codec):
     assert len(replays) == len(set(replays)) == count, "every dead letter replayed, none twice"
     again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert f"replayed 0, skipped already-replayed {count}" in again.stdout, again.stdout + again.stderr
+
+
+def test_an_interrupted_replay_of_20000_dead_letters_continues_where_it_stopped_and_counts_each_order_once(
+        names, start_worker, order_codec, tmp_path, capsys):
+    count = 20_000
+    failing = start_worker("failing", FAILURE_RATE=1, MAX_RETRIES=0, ORDER_LOG_LINES_PER_SECOND=0)
+    wait_for_topics(names.orders)
+    orders = [{"orderId": f"dl-{i}", "product": "Lamp", "price": (i % 400) * 0.25 + 0.5} for i in range(count)]
+    produce_orders(order_codec, names.orders, orders)
+    failing.wait_for(settled(lambda s: s["dead_letters"] == count), 120, "every order dead-lettered")
+    assert failing.stop() == 0
+
+    ledger_topic = f"{names.dlq}-replayed"
+    replay = subprocess.Popen([str(FAUST), "-A", "app", "dlq", "replay", "--all", "--quiet", "--rate", "2000"],
+                              cwd=ROOT, env=app_env(names), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        from .conftest import wait_until
+        wait_until(lambda: ledger_topic in AdminClient(KAFKA_CONFIG).list_topics(timeout=5).topics
+                   and record_count(ledger_topic) >= count // 2, 60, "half the dead letters replayed", interval=0.2)
+        replay.send_signal(signal.SIGINT)
+        first_out, first_err = replay.communicate(timeout=60)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    first_line = first_out.strip().splitlines()[-1]
+    assert "INTERRUPTED" in first_line and replay.returncode != 0, (first_out[-500:], first_err[-2000:])
+    first_replayed = int(re.match(r"replayed (\d+),", first_line).group(1))
+    assert count // 2 <= first_replayed < count and first_replayed == record_count(ledger_topic), first_line
+
+    second = dlq(names, "replay", "--all", "--quiet")
+    second_line = second.stdout.strip().splitlines()[-1]
+    assert second_line == f"replayed {count - first_replayed}, skipped already-replayed {first_replayed}, " \
+                          f"not matching 0", second_line
+
+    counting = start_worker("counting", FAILURE_RATE=0, ORDER_LOG_LINES_PER_SECOND=0)
+    summary = counting.wait_for(settled(lambda s: s["orders"] >= count), 120, "every replayed order counted")
+    assert (summary["orders"], summary["dead_letters"], summary["total_price_micros"]) == (count, count, micros(orders))
+    summary = counting.wait_for(lambda s: s["dead_letters_outstanding"] == 0, 30, "no dead letter outstanding")
+    assert summary["dead_letters_replayed"] == count
+    assert counting.stop() == 0
+    with capsys.disabled():
+        print(f"\n[dlq replay] 20,000 dead letters: interrupted after {first_replayed:,} ({first_line}); "
+              f"then {second_line}; counted {summary['orders']:,} once each, outstanding 0")

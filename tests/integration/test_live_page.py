@@ -5,7 +5,8 @@ import urllib.request
 from .browser import Browser
 from .conftest import ROOT, drained, free_port, orders_with_prices, produce_orders, wait_until
 
-COUNTS = ("orders", "retries", "dead_letters", "in_retry", "partitions", "unreachable_workers")
+COUNTS = ("orders", "retries", "dead_letters", "dead_letters_outstanding", "in_retry", "partitions",
+          "unreachable_workers")
 PRICES = ("total_price", "average")
 SCREENSHOT = ROOT / "test-output" / "live-page.png"
 MIN_CHART_POINTS = 8

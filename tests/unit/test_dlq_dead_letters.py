@@ -5,7 +5,18 @@ from pathlib import Path
 import pytest
 
 from avro_codec import AvroRecordCodec, RegistryUnavailable, load_schema
-from orders.dead_letters.letters import Selection, dead_letter, in_dlq_order, parse_time, plan_replay
+from orders.dead_letters.letters import (
+    ALREADY_REPLAYED,
+    NOT_MATCHING,
+    REPLAY,
+    UNDECODABLE,
+    Selection,
+    dead_letter,
+    decide,
+    dlq_order_key,
+    in_dlq_order,
+    parse_time,
+)
 from orders.domain.headers import Attempt, dlq_headers
 from orders.kafka.reading import Record
 
@@ -134,31 +145,30 @@ def test_an_empty_time_range_is_refused():
         Selection(since_ms=5, until_ms=5)
 
 
-def test_a_replay_plan_puts_every_dead_letter_in_one_bucket(codec):
+def test_a_replay_decides_each_dead_letter_once(codec):
     fresh = dead_letter(dlq_record(codec.encode(order("o-1")), offset=0, origin=("orders", 0, 10)), codec.loads)
     done_before = dead_letter(dlq_record(codec.encode(order("o-2")), offset=1, origin=("orders", 0, 11)),
                               codec.loads)
     other = dead_letter(dlq_record(codec.encode(order("o-3")), offset=2, origin=("orders", 0, 12),
                                    reason="invalid-order"), codec.loads)
     garbage = dead_letter(dlq_record(b"junk", offset=3, origin=("orders", 0, 13)), codec.loads)
-    plan = plan_replay([garbage, other, done_before, fresh], {"orders/0/11"},
-                       Selection(reasons=frozenset({"retries-exhausted"})))
-    assert [d.offset for d in plan.replay] == [0]
-    assert [d.offset for d in plan.already_replayed] == [1]
-    assert [d.offset for d in plan.not_matching] == [2]
-    assert [d.offset for d in plan.undecodable] == [3]
+    selection = Selection(reasons=frozenset({"retries-exhausted"}))
+    decided = [decide(letter, selection, {"orders/0/11"}) for letter in (fresh, done_before, other, garbage)]
+    assert decided == [REPLAY, ALREADY_REPLAYED, NOT_MATCHING, UNDECODABLE]
 
 
 def test_force_replays_undecodable_dead_letters(codec):
     garbage = dead_letter(dlq_record(b"junk"), codec.loads)
-    plan = plan_replay([garbage], set(), Selection(), force=True)
-    assert plan.replay == [garbage] and plan.undecodable == []
+    assert decide(garbage, Selection(), set(), force=True) == REPLAY
 
 
 def test_two_dlq_copies_of_one_original_are_replayed_once_the_older_copy(codec):
     value = codec.encode(order("o-1"))
     newer = dead_letter(dlq_record(value, offset=0, partition=1, dead_lettered_ms=2_000), codec.loads)
     older = dead_letter(dlq_record(value, offset=4, partition=0, dead_lettered_ms=1_000), codec.loads)
-    plan = plan_replay([newer, older], set(), Selection())
-    assert plan.replay == [older]
-    assert plan.already_replayed == [newer]
+    replayed: set[str] = set()
+    decided = []
+    for letter in sorted([newer, older], key=dlq_order_key):  # the order the replay reads them in
+        decided.append((letter, decide(letter, Selection(), replayed)))
+        replayed.add(letter.dedupe_key)
+    assert decided == [(older, REPLAY), (newer, ALREADY_REPLAYED)]
