@@ -148,7 +148,7 @@ def order_codec(settings: Settings, registry: PatientRegistry) -> AvroRecordCode
 
 
 def metrics_collectors(app: faust.App, settings: Settings) -> tuple[CollectorRegistry, OrderMetrics]:
-    """One registry for /metrics: the app's metrics, Faust's sensor (unless FAUST_METRICS=false), the process's."""
+    """One registry for /metrics: the app's metrics, Faust's sensor (with FAUST_METRICS=true), the process's."""
     # No `<name>_created` series next to every counter and histogram: they double the series count and
     # dashboards do not use them (process-wide switch).
     prometheus_client.disable_created_metrics()
