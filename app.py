@@ -5,15 +5,13 @@ builds the objects the worker runs on when a command first needs them
 (`app.runtime`). The modules imported below register on the app:
 
 - agents: `process_orders` (on `orders`), `retry_orders` (on `orders-retry`);
-- tasks and timers: `commit_group_offsets`, `log_activity` (summary lines), `watch_partitions` (the stall
-  watchdog);
+- tasks and timers: `log_activity` (summary lines), `watch_partitions` (the stall watchdog);
 - pages: `/`, `/average/`, `/partition-stats/`, `/healthz`, `/readyz` (orders.web.pages), `/dead-letters/`,
   `/metrics`;
 - commands: `produce-orders`, `dlq list`, `dlq replay`.
 
 They import `orders.app`; it imports none of them.
 """
-import agents.commit_group_offsets
 import agents.log_activity
 import agents.process_orders
 import agents.retry_orders

@@ -86,7 +86,7 @@ class OrdersApp(TransactionalStateApp):
     async def on_stop(self) -> None:
         # Before Faust stops the agents and the consumer: commit what the partitions applied.
         if self._runtime is not None:
-            await self._runtime.tasks.stop()
+            await self._runtime.stop()
         await super().on_stop()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -28,12 +29,12 @@ from .domain.order import FailureSimulator
 from .domain.partition_state import Aggregate, PartitionState, Share
 from .domain.retry_policy import RetryPolicy
 from .faust_overrides.consumer import RecordBatches, hold_partitions
-from .faust_overrides.rebalance import request_rebalance
+from .faust_overrides.rebalance import group_member, request_rebalance
 from .faust_overrides.tables import PartitionStateTable
 from .kafka import reading
 from .kafka.broker import Broker
 from .kafka.producing import MAX_MESSAGE_BYTES
-from .kafka.transactions import PartitionOutput
+from .kafka.transactions import TRANSACTION_TIMEOUT_MS, WorkerProducer
 from .ops.activity_log import ActivityLog
 from .ops.health import PROBE_TIMEOUT_S, ServiceProbes
 from .ops.metrics import OrderMetrics
@@ -73,6 +74,8 @@ class Runtime:
     activity: ActivityLog
     handler: OrderHandler
     tasks: PartitionTasks
+    #: the worker's transactions: one producer, the partitions' commits grouped
+    committer: Committer
     #: the `order-stats` table: the one source of the aggregate its readers read
     table: PartitionStateTable
     #: whether Kafka and the registry answer (for /readyz)
@@ -81,6 +84,11 @@ class Runtime:
     replays: LedgerFollower
     #: topic name -> the fast path's hand-over to that topic's agent (empty: Faust's stock path)
     record_batches: dict[str, RecordBatches] = field(default_factory=dict)
+
+    async def stop(self) -> None:
+        """Let every partition go (their last commits), then drop the producer."""
+        await self.tasks.stop()
+        self.committer.close()
 
     def shares(self) -> dict[int, Share]:
         """Each partition this worker owns and has set up: its share of the aggregate, read from the table."""
@@ -163,6 +171,21 @@ def metrics_collectors(app: faust.App, settings: Settings) -> tuple[CollectorReg
     return registry, metrics
 
 
+#: How long taking over a partition waits for a transaction an earlier owner left open on its changelog: the
+#: broker aborts it after the transaction timeout, and looks for such transactions every 10 s (its default
+#: transaction.abort.timed.out.transaction.cleanup.interval.ms).
+SETTLE_TIMEOUT_S = TRANSACTION_TIMEOUT_MS / 1000 + 10 + 10
+
+
+def transactional_id(app: faust.App, settings: Settings) -> str:
+    """The worker's transactional id: the same for a worker that comes back, so its producer fences the one
+    it had and aborts what that left open. From WORKER_ID when set; else from the host and the web port (two
+    workers on one host cannot share a port)."""
+    if settings.worker_id:
+        return f"{settings.app_id}-worker-{settings.worker_id}"
+    return f"{settings.app_id}-{socket.gethostname()}-{app.conf.web_port}"
+
+
 def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
                   table: PartitionStateTable) -> Runtime:
     kafka_config = confluent_config(settings)
@@ -183,7 +206,8 @@ def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
         fault=faults)
     flow = Flow(pause=lambda tps: hold_partitions(app, tps, True),
                 resume=lambda tps: hold_partitions(app, tps, False), budget=INBOX_BUDGET_RECORDS)
-    committer = Committer(changelog_topic=table.changelog_topic_name)
+    committer = Committer(changelog_topic=table.changelog_topic_name,
+                          new_producer=lambda: WorkerProducer(kafka_config, transactional_id(app, settings)))
     limits = TaskLimits(chunk=settings.batch_max_records, commit_interval_s=settings.commit_interval_seconds,
                         attempts_before_blocked=settings.attempts_before_blocked)
     runtime: Runtime  # the reporter's summary reads the runtime's aggregate
@@ -194,7 +218,9 @@ def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
                              store=table, limits=limits, part=part, fault=faults)
 
     async def load_states(partitions: list[int]) -> dict[int, PartitionState]:
-        """The last committed state of each partition, read from the changelog (after the fencing)."""
+        """The last committed state of each partition, read from the changelog once no transaction an earlier
+        owner wrote there is open."""
+        await broker.wait_until_settled(table.changelog_topic_name, partitions, SETTLE_TIMEOUT_S)
         records = await broker.last_records(table.changelog_topic_name, partitions)
         return {partition: PartitionState.from_value(json.loads(record.value) if record and record.value else None)
                 for partition, record in records.items()}
@@ -202,9 +228,8 @@ def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
     reporter = Reporter(metrics=metrics, activity=activity, policy=policy, retry_topic=settings.retry_topic,
                         summary=lambda: runtime.aggregate())
     tasks = PartitionTasks(
-        new_task=new_task, new_output=lambda number: PartitionOutput(
-            kafka_config, f"{settings.app_id}-partition-{number}"),
-        load_states=load_states, flow=flow, request_rebalance=lambda: request_rebalance(app),
+        new_task=new_task, membership=lambda: group_member(app), load_states=load_states, flow=flow,
+        request_rebalance=lambda: request_rebalance(app),
         on_blocked=lambda number, blocked: metrics.set_partition_blocked(number, blocked is not None),
         chunk=settings.batch_max_records)
     record_batches = {topic.get_topic_name(): RecordBatches(app, settings.batch_max_records)
@@ -214,7 +239,7 @@ def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
         "the schema registry": partial(registry.cache.ping, PROBE_TIMEOUT_S)})
     runtime = Runtime(settings=settings, kafka_config=kafka_config, registry=registry, codec=codec, policy=policy,
                       broker=broker, metrics_registry=metrics_registry, metrics=metrics, activity=activity,
-                      handler=handler, tasks=tasks, table=table, probes=probes,
+                      handler=handler, tasks=tasks, committer=committer, table=table, probes=probes,
                       replays=LedgerFollower(kafka_config, settings.replay_ledger_topic), record_batches=record_batches)
     app.record_batches = record_batches
     app.state_hooks = StateHooks(tasks, broker, table.changelog_topic_name)

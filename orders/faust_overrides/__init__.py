@@ -1,8 +1,9 @@
 """Every place the app reaches into faust-streaming's or aiokafka's internals, and why.
 
-Pinned and tested against faust-streaming 0.15.3 and aiokafka 0.14.0
-(requirements.txt). `tests/unit/test_faust_overrides.py` keeps a digest of the
-source of every upstream method overridden, copied or relied on below, and
+Pinned and tested against faust-streaming 0.15.3, aiokafka 0.14.0 and
+mode-streaming 0.7.1 (requirements.txt, requirements.lock).
+`tests/unit/test_faust_overrides.py` keeps a digest of the source of every
+upstream method overridden, copied or relied on below, and
 fails, naming it, when an upgrade changes one: read the new code, adapt the
 override, then update the digest.
 
@@ -34,8 +35,14 @@ override, then update the digest.
   the local store runs with a stand-in event (`faust.streams._current_event`),
   which the RocksDB store reads the partition from.
 - `rebalance`: how long table recovery has received nothing
-  (`Recovery._recovery_started_at`, `_active_events_received_at`), and asking
-  the group to rebalance (aiokafka's `coordinator.request_rejoin`).
+  (`Recovery._recovery_started_at`, `_active_events_received_at`), asking
+  the group to rebalance (aiokafka's `coordinator.request_rejoin`, handed to
+  the consumer thread without waiting: mode's `cast_thread`), and this
+  worker's membership of the group (`GroupCoordinator.generation`,
+  `member_id`, `group_id`, `_group_instance_id`; generation -1 after
+  `reset_generation`), which the worker's transactions send with their
+  offsets so that the group coordinator fences a member the group has left
+  behind.
 - `commands`: a command group under the `faust` CLI (`AppCommand.as_click_command`).
 - `assignor`: a worker back under the same WORKER_ID with another web URL takes its cached assignment and
   asks for a rebalance, instead of failing Faust's assertion (`PartitionAssignor.on_assignment`) and hanging.
@@ -46,7 +53,7 @@ override, then update the digest.
 """
 
 #: The pinned versions these overrides were written against.
-PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0", "mode-streaming": "0.7.1"}
 
 #: Upstream code this package overrides, copies or relies on -> sha256 (first 16 hex digits) of its source.
 UPSTREAM = {
@@ -83,6 +90,14 @@ UPSTREAM = {
     # rebalance.py
     "faust.tables.recovery.Recovery._set_recovery_started": "bcfebf81ae13fc75",
     "aiokafka.consumer.group_coordinator.GroupCoordinator.request_rejoin": "f70a261c91c38cb5",
+    # ... handed to the consumer thread without waiting (mode-streaming, Faust's service library)
+    "mode.threads.QueueServiceThread.cast_thread": "32489f1ee4f80e67",
+    "mode.threads.MethodQueue.cast": "fc61b3821fed821f",
+    # rebalance.py group_member: the coordinator's membership fields, read as Faust reads the generation
+    "faust.transport.drivers.aiokafka.ConsumerRebalanceListener.on_partitions_assigned": "1c1f8406ad3698a6",
+    "aiokafka.consumer.group_coordinator.GroupCoordinator.__init__": "9e729f077efc4f3a",
+    "aiokafka.consumer.group_coordinator.GroupCoordinator.reset_generation": "537aa37c531b4de9",
+    "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._ensure_consumer": "ff4a4c693b7ec63f",
     # commands.py
     "faust.cli.base.AppCommand.as_click_command": "b9f15fb627124b65",
     # assignor.py: the URL assertion is the last statement, after the assignment is taken

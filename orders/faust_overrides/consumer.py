@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from aiokafka.errors import IllegalStateError
@@ -103,17 +102,6 @@ class OrdersConsumer(faust_aiokafka.Consumer):
         if self._closed_for_commits:
             return False
         return await super().commit(*args, **kwargs)
-
-    async def commit_positions(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        """Commit the group's offsets of the fast path's partitions (whose records Faust never sees, so it
-        commits nothing for them): where their committed states resume, for Kafka's tools and lag."""
-        if self._closed_for_commits or not offsets:
-            return
-        assigned = self.assignment()
-        owned = {tp: offset for (topic, partition), offset in offsets.items()
-                 if (tp := TP(topic, partition)) in assigned}
-        if owned:
-            await self._thread.commit(owned)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """The fast path: Faust's loop (transport/consumer.py `Consumer._drain_messages`) hands each

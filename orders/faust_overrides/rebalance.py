@@ -1,9 +1,12 @@
-"""Two questions the watchdog and the processor ask Faust and aiokafka, which have no public API for them."""
+"""What the watchdog and the processing ask Faust and aiokafka about the consumer group, which have no public
+API for it: how long recovery has received nothing, this worker's membership, and asking for a rebalance."""
 from __future__ import annotations
 
 from typing import Any
 
 import faust
+
+from ..kafka.transactions import GroupMember
 
 
 def recovery_stalled_for(recovery: Any, now: float) -> float:
@@ -16,7 +19,11 @@ def recovery_stalled_for(recovery: Any, now: float) -> float:
 
 async def request_rebalance(app: faust.App) -> None:
     """Ask the consumer group to rebalance: every member rejoins, Faust recovers and seeks again.
-    Not while the worker stops: its consumer thread may be gone."""
+    Not while the worker stops: its consumer thread may be gone.
+
+    Handed to the consumer thread without waiting for it (`cast_thread`, not `call_thread`): a partition task
+    asks this, and when the thread is in a rebalance already it waits for the revocation, which waits for the
+    tasks; waiting here would hold the rebalance until the revocation's time bound."""
     if app.should_stop:
         return
     thread = app.consumer._thread
@@ -24,4 +31,19 @@ async def request_rebalance(app: faust.App) -> None:
     async def rejoin() -> None:
         thread._consumer._coordinator.request_rejoin()
 
-    await thread.call_thread(rejoin)
+    await thread.cast_thread(rejoin)
+
+
+def group_member(app: faust.App) -> GroupMember | None:
+    """This worker's membership of the consumer group as aiokafka's group coordinator holds it now (the
+    generation and member id of the last join; generation -1 while it has none), as Faust reads the
+    generation itself on each assignment (`ConsumerRebalanceListener.on_partitions_assigned`:
+    `_thread._ensure_consumer()._coordinator.generation`).
+    None before the consumer has started."""
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or not hasattr(coordinator, "generation"):
+        return None
+    return GroupMember(group_id=coordinator.group_id, generation=coordinator.generation,
+                       member_id=coordinator.member_id, instance_id=coordinator._group_instance_id)

@@ -48,11 +48,11 @@ class Record:
         return origin_key(self.topic, self.partition, self.offset)
 
 
-def _consumer(config: Mapping[str, Any]) -> Consumer:
+def _consumer(config: Mapping[str, Any], isolation: str = "read_committed") -> Consumer:
     # A group id is required by the client but never joined: partitions are assigned, offsets never committed.
     return Consumer({**config, "group.id": f"orders-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
                      "enable.partition.eof": True, "auto.offset.reset": "earliest",
-                     "isolation.level": "read_committed", "log_level": 2,
+                     "isolation.level": isolation, "log_level": 2,
                      # The end of a range is often a transaction marker, which only the next (empty) fetch
                      # reveals; a short wait keeps that from costing librdkafka's default half second.
                      "fetch.wait.max.ms": 20})
@@ -89,6 +89,26 @@ def ping(config: Mapping[str, Any], topic: str, timeout_s: float) -> None:
             raise TopicMissing(f"topic {topic} does not exist")
     finally:
         consumer.close()
+
+
+def open_transactions(config: Mapping[str, Any], topic: str, partitions: Iterable[int]
+                      ) -> dict[int, tuple[int, int]]:
+    """The partitions of `topic` on which a transaction is open: partition -> (last stable offset, highwater).
+    A reader of committed records ends at the last stable offset: before the first record of the oldest
+    transaction still open there."""
+    partitions = list(partitions)
+    committed, uncommitted = _consumer(config), _consumer(config, "read_uncommitted")
+    try:
+        found = {}
+        for partition in partitions:
+            stable = _marks(committed, topic, partition)[1]
+            high = _marks(uncommitted, topic, partition)[1]
+            if stable < high:
+                found[partition] = (stable, high)
+        return found
+    finally:
+        committed.close()
+        uncommitted.close()
 
 
 def first_offset(config: Mapping[str, Any], topic: str, partition: int) -> int:

@@ -1,12 +1,25 @@
-"""Makes a partition's open transaction durable: its live state on the changelog, then the commit.
+"""Commits the partitions' work through the worker's one transactional producer, several partitions per
+transaction (a group commit).
 
-The state is written last, in the same transaction as the retry copies and
-dead letters its records caused, so a reader of committed records sees a
-state only together with everything it accounts for. A commit the broker
-refuses for the moment (`Failure.RETRY`: a timeout, a broker restarting) is
-asked again with backoff; any other failure is raised for the partition task
-to abort the transaction and apply its records again (`Failure.ABORT`) or to
-let the partition go (`Failure.FATAL`).
+A partition task whose commit is due asks `commit(part)` and waits. Requests
+that arrive while a transaction is being committed go together into the
+next one, so a worker commits as often as the broker answers, not once per
+partition. One transaction, for every partition in it: the retry copies and
+dead letters in its outbox, then its live state on the changelog; then a
+flush (every record acknowledged, so it is in the log before the offsets
+count); then the source offsets, sent with the group membership the
+partitions were assigned under, which the group coordinator checks; then the
+commit. Partitions assigned under different memberships (around a
+rebalance) go in separate transactions.
+
+A call the broker refuses for the moment (`Failure.RETRY`: a timeout, a
+broker restarting) is asked again with backoff while the tasks want it; any
+other failure aborts the transaction and is raised to every partition in
+it, whose task puts its committed state back and applies its records again
+(`ABORT`), or lets the partition go (`LOST`: the group moved on; `FATAL`:
+the producer was fenced). A producer that cannot abort (librdkafka can stay
+stuck after a broker restart) or that is fenced is replaced by a new one
+with the same transactional id, which fences it.
 """
 from __future__ import annotations
 
@@ -14,44 +27,178 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import TopicPartition
 
 from ..backoff import Backoff
-from ..kafka.transactions import Failure, TransactionError
+from ..kafka.transactions import Failure, GroupMember, TransactionError
 from .partition import Outcome, Partition
 
 log = logging.getLogger("orders")
 
-class Committer:
-    def __init__(self, *, changelog_topic: str, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
-        self.changelog_topic = changelog_topic
-        self.sleep = sleep
+#: Asked before each new attempt after a refusal for the moment; False: give up and raise it.
+KeepTrying = Callable[[TransactionError], bool]
 
-    async def commit(self, part: Partition, keep_trying: Callable[[TransactionError], bool]
-                     ) -> tuple[list[Outcome], int | None]:
-        """Commit the partition's open transaction with its live state; return the transaction's outcomes and
-        the offset its state landed at on the changelog (None if the delivery report did not say).
+
+class Producer(Protocol):
+    """The worker's transactional producer (orders/kafka/transactions.py `WorkerProducer`)."""
+
+    transactional_id: str
+    in_transaction: bool
+
+    async def start(self) -> None: ...
+    def begin(self) -> None: ...
+    def produce(self, topic: str, *, key: bytes | None, value: bytes | None, headers: Any = (),
+                partition: int | None = None, timestamp_ms: int | None = None, source: Any = None,
+                on_delivery: Callable[[Any, Any], None] | None = None) -> None: ...
+    async def flush(self) -> None: ...
+    async def send_offsets(self, offsets: list[TopicPartition], member: GroupMember) -> None: ...
+    async def commit(self) -> None: ...
+    async def abort(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Request:
+    part: Partition
+    keep_trying: KeepTrying
+    future: asyncio.Future = field(repr=False)
+    #: the offset the partition's state landed at on the changelog, when the delivery report said
+    changelog_offset: int | None = None
+
+
+class Committer:
+    def __init__(self, *, changelog_topic: str, new_producer: Callable[[], Producer],
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+        self.changelog_topic = changelog_topic
+        self._new_producer = new_producer
+        self.sleep = sleep
+        self._producer: Producer | None = None
+        self._waiting: list[_Request] = []
+        self._rounds: asyncio.Task | None = None
+        #: transactions committed, and partition commits in them (what the group commit saves)
+        self.transactions = 0
+        self.partition_commits = 0
+
+    async def commit(self, part: Partition, keep_trying: KeepTrying) -> tuple[list[Outcome], int | None]:
+        """Commit the partition's work with its live state, together with whatever other partitions ask at the
+        same time; return the partition's outcomes and the offset its state landed at on the changelog (None
+        if the delivery report did not say). TransactionError when it did not commit.
 
         `keep_trying(error)` is asked before each new attempt after a refusal for the moment: False raises it.
         """
-        value = part.state.to_value()
-        written: dict[str, int] = {}
+        loop = asyncio.get_running_loop()
+        request = _Request(part, keep_trying, loop.create_future())
+        self._waiting.append(request)
+        if self._rounds is None or self._rounds.done():
+            self._rounds = loop.create_task(self._run_rounds(), name="commits")
+        await request.future
+        return request.future.result()
 
+    async def _run_rounds(self) -> None:
+        while self._waiting:
+            # Requests whose task gave up waiting (cancelled) are left out.
+            requests, self._waiting = [r for r in self._waiting if not r.future.done()], []
+            by_member: dict[GroupMember, list[_Request]] = {}
+            for request in requests:
+                by_member.setdefault(request.part.member, []).append(request)
+            for member, batch in by_member.items():
+                try:
+                    await self._commit_one(member, batch)
+                except Exception as exc:  # every partition in the transaction handles it at its error boundary
+                    for request in batch:
+                        if not request.future.done():
+                            request.future.set_exception(exc)
+                else:
+                    for request in batch:
+                        outcomes = request.part.mark_committed()
+                        if not request.future.done():
+                            request.future.set_result((outcomes, request.changelog_offset))
+
+    async def _commit_one(self, member: GroupMember, batch: list[_Request]) -> None:
+        producer = await self._ready_producer()
+        try:
+            producer.begin()
+            offsets = []
+            for request in batch:
+                part = request.part
+                for record in part.outbox:
+                    producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers,
+                                     partition=record.partition, timestamp_ms=record.timestamp_ms,
+                                     source=record.source)
+                producer.produce(self.changelog_topic, key=json.dumps(part.number).encode(),
+                                 value=json.dumps(part.state.to_value()).encode(), partition=part.number,
+                                 on_delivery=self._landed(request))
+                offsets += [TopicPartition(topic, part.number, applied + 1)
+                            for topic, applied in part.state.applied.items()]
+            await self._asked_until_done(producer.flush, batch)
+            await self._asked_until_done(lambda: producer.send_offsets(offsets, member), batch)
+            await self._asked_until_done(producer.commit, batch)
+        except TransactionError as exc:
+            await self._after_failure(producer, exc)
+            raise
+        except BaseException:
+            await self._after_failure(producer, None)
+            raise
+        self.transactions += 1
+        self.partition_commits += len(batch)
+
+    @staticmethod
+    def _landed(request: _Request) -> Callable[[Any, Any], None]:
         def on_delivery(err: Any, msg: Any) -> None:
             if err is None:
-                written["offset"] = msg.offset()
+                request.changelog_offset = msg.offset()
+        return on_delivery
 
-        part.output.produce(self.changelog_topic, key=json.dumps(part.number).encode(),
-                            value=json.dumps(value).encode(), partition=part.number, on_delivery=on_delivery)
+    async def _asked_until_done(self, call: Callable[[], Awaitable[None]], batch: list[_Request]) -> None:
         backoff = Backoff(0.2, 5.0)
         while True:
             try:
-                await part.output.commit()
-                break
+                await call()
+                return
             except TransactionError as exc:
-                if exc.failure is not Failure.RETRY or not keep_trying(exc):
+                if exc.failure is not Failure.RETRY:
+                    raise
+                # Every partition counts the attempt (a partition can be reported blocked by it).
+                if not all([request.keep_trying(exc) for request in batch]):
                     raise
                 delay = backoff.next_delay()
-                log.warning("partition %d: commit not done yet (%s); asking again in %.1fs", part.number, exc, delay)
+                log.warning("partitions %s: commit not done yet (%s); asking again in %.1fs",
+                            sorted(request.part.number for request in batch), exc, delay)
                 await self.sleep(delay)
-        return part.mark_committed(), written.get("offset")
+
+    async def _ready_producer(self) -> Producer:
+        if self._producer is None:
+            producer = self._new_producer()
+            try:
+                await producer.start()
+            except BaseException:
+                producer.close()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _after_failure(self, producer: Producer, exc: TransactionError | None) -> None:
+        """Abort what the failed transaction wrote; replace a producer that is fenced or cannot abort."""
+        if exc is not None and exc.failure is Failure.FATAL:
+            self._replace(producer, f"it is unusable ({exc})")
+            return
+        try:
+            await producer.abort()
+        except Exception as abort_error:
+            self._replace(producer, f"it could not abort its transaction ({abort_error})")
+
+    def _replace(self, producer: Producer, why: str) -> None:
+        log.warning("transactional producer %s: %s; the next commit starts a new one with the same id, which "
+                    "fences it (the broker aborts what it left open)", producer.transactional_id, why)
+        producer.close()
+        if self._producer is producer:
+            self._producer = None
+
+    def close(self) -> None:
+        """At shutdown, after the last commits: drop the producer."""
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None

@@ -261,8 +261,8 @@ class OrderHandler:
             self._dead_letter(part, msg, attempt, h.TOO_LARGE, error, order)
             return
         # The record's timestamp is the failure time its not-before counts from.
-        part.output.produce(self.retry_topic, key=msg.key, value=msg.value, headers=headers,
-                            partition=attempt.partition, timestamp_ms=now_ms, source=msg)
+        part.send(self.retry_topic, key=msg.key, value=msg.value, headers=headers, partition=attempt.partition,
+                  timestamp_ms=now_ms, source=msg)
         if self.fault:
             self.fault("retry-queued")
         part.state.next_retry_seq()
@@ -275,7 +275,7 @@ class OrderHandler:
         if h.record_bytes(msg.key, value, headers) > self.dead_letter_bytes:
             value, headers = h.shrink_dead_letter(msg.key, value, headers, self.dead_letter_bytes)
             reason = h.TOO_LARGE
-        part.output.produce(self.dlq_topic, key=msg.key, value=value, headers=headers, source=msg)
+        part.send(self.dlq_topic, key=msg.key, value=value, headers=headers, source=msg)
         if self.fault:
             self.fault("dead-letter-queued")
         part.state.dead_letters += 1

@@ -1,21 +1,27 @@
-"""One source partition this worker owns: its live state, its last committed state, its open transaction.
+"""One source partition this worker owns: its live state, its last committed state, and what it will write
+at its next commit.
 
-The live state runs ahead of the committed one by the records applied in the
-open transaction (`uncommitted` of them, kept in `applied` so they can be
+The live state runs ahead of the committed one by the records applied since
+the last commit (`uncommitted` of them, kept in `applied` so they can be
 applied again); `/average/` shows the live state, as Kafka Streams'
-interactive queries show a store's uncommitted writes. A commit makes the
-live state the committed one; an abort puts the committed one back, and the
-records applied since are applied again. What the applied records did (for
-the metrics and the console) is kept as outcomes until their transaction
-commits, so no counter counts what a crash or an abort takes back.
+interactive queries show a store's uncommitted writes. The retry copies and
+dead letters those records caused wait in the `outbox` until the worker's
+next transaction writes them, with the state (processing/commit.py). A commit
+makes the live state the committed one; an abort puts the committed one
+back, empties the outbox, and the records applied since are applied again.
+What the applied records did (for the metrics and the console) is kept as
+outcomes until their transaction commits, so no counter counts what a crash
+or an abort takes back.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from ..domain.order import Order
 from ..domain.partition_state import PartitionState
 from ..kafka.records import SourceRecord, coordinates
+from ..kafka.transactions import GroupMember
 
 PROCESSED = "processed"
 RETRIED = "retried"
@@ -51,12 +57,28 @@ def label(order_id: str | None, msg: SourceRecord) -> str:
     return f"{order_id or '<no orderId>'} ({coordinates(msg)})"
 
 
+class Outgoing(NamedTuple):
+    """A record the next commit writes: a retry copy or a dead letter, and the source record that caused it."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+    #: None: the producer's partitioner picks one from the key
+    partition: int | None = None
+    timestamp_ms: int | None = None
+    source: SourceRecord | None = None
+
+
 class Partition:
-    def __init__(self, number: int, state: PartitionState, output: Any) -> None:
+    def __init__(self, number: int, state: PartitionState, member: GroupMember) -> None:
         self.number = number
         self.state = state
         self.committed = state.copy()
-        self.output = output
+        #: the group membership the partition was assigned under: its commits count only while it is current
+        self.member = member
+        #: what the next commit writes besides the state, in the order the records were applied
+        self.outbox: list[Outgoing] = []
         self.outcomes: list[Outcome] = []
         #: the delivered records applied in the open transaction, in the order they were applied
         self.applied: list[SourceRecord] = []
@@ -71,6 +93,12 @@ class Partition:
         """Records applied since the last commit."""
         return len(self.applied)
 
+    def send(self, topic: str, *, key: bytes | None, value: bytes | None,
+             headers: Sequence[tuple[str, bytes]] = (), partition: int | None = None,
+             timestamp_ms: int | None = None, source: SourceRecord | None = None) -> None:
+        """Put a record in the outbox: the next commit writes it, or an abort drops it."""
+        self.outbox.append(Outgoing(topic, key, value, headers, partition, timestamp_ms, source))
+
     def changed(self, now: float) -> None:
         """Records were applied (and appended to `applied`)."""
         if self.changed_at is None:
@@ -79,6 +107,7 @@ class Partition:
     def restore(self) -> list[SourceRecord]:
         """Back to the last committed state; return the records applied since, to be applied again."""
         self.state = self.committed.copy()
+        self.outbox = []
         self.outcomes.clear()
         self.changed_at = None
         applied, self.applied = self.applied, []
@@ -87,6 +116,7 @@ class Partition:
     def mark_committed(self) -> list[Outcome]:
         """The live state is committed; return the outcomes of the transaction."""
         self.committed = self.state.copy()
+        self.outbox = []
         outcomes, self.outcomes = self.outcomes, []
         self.changed_at = None
         self.applied = []

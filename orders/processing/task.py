@@ -1,5 +1,5 @@
 """One owned source partition at work: its records applied in order, its retry copies held until due, its
-transaction committed, and an error boundary around all of it. One asyncio task per partition (Kafka
+work committed, and an error boundary around all of it. One asyncio task per partition (Kafka
 Streams' `StreamTask`), so nothing one partition waits for holds up another.
 
 - **Inboxes.** The agents put the partition's records of `orders` and of
@@ -9,24 +9,27 @@ Streams' `StreamTask`), so nothing one partition waits for holds up another.
   bounded by the retry policy; a copy judged at once never waits); until
   then the retry partition is paused in the consumer and the task sleeps.
   `orders` keeps flowing.
-- **Commits.** The transaction commits once it has been open for
-  COMMIT_INTERVAL_SECONDS (or when it holds as many records as it may after
-  an error, below).
-- **The error boundary.** Any exception while applying or committing aborts
-  the open transaction, puts the committed state back and returns the
-  records applied since to the front of the inboxes, to be applied again
-  after a backoff. The records before the failing one then commit on their
-  own first, so a fault that recurs cannot hold the others back, and the
-  transactions grow again after each commit. An error no rule classifies
+- **Commits.** The partition commits once its first uncommitted record is
+  COMMIT_INTERVAL_SECONDS old (or when it holds as many records as it may
+  after an error, below), in the worker's next transaction, together with
+  the other partitions that commit then (processing/commit.py).
+- **The error boundary.** Any exception while applying or committing drops
+  the partition's uncommitted work (its outbox; a transaction it was in is
+  aborted), puts the committed state back and returns the records applied
+  since to the front of the inboxes, to be applied again after a backoff.
+  The records before the failing one then commit on their own first, so a
+  fault that recurs cannot hold the others back, and the partition's
+  commits grow again after each one. An error no rule classifies
   that strikes the same record RECORD_STRIKES times in a row dead-letters it
   (`processing-error`); an outside cause (registry, broker) is retried as
   long as it lasts. After ATTEMPTS_BEFORE_BLOCKED failures in a row the
   partition is *blocked*: one ERROR line names the record, the topic and the
   reason, `orders_partition_blocked` says so, its partitions stay paused,
   and it keeps trying every few seconds until it gets through.
-- **Fenced.** A producer fenced by another worker (or broken) loses the
-  partition: the uncommitted work is dropped and the group asked to
-  rebalance; the new owner applies the records again.
+- **Lost.** A commit the group coordinator refuses because the group moved
+  on (this worker's membership is stale), or through a producer that was
+  fenced, loses the partition: the uncommitted work is dropped and the group
+  asked to rebalance; the owner applies the records again.
 """
 from __future__ import annotations
 
@@ -95,13 +98,11 @@ class PartitionOwner(Protocol):
     """What a partition task asks of the worker that owns it (`PartitionTasks`)."""
 
     async def take_over(self, number: int) -> Partition:
-        """Fence earlier owners and read the committed state; raises when the broker does not answer."""
+        """Wait out the earlier owner's open transaction and read the committed state; raises when the broker
+        does not answer."""
 
     async def request_rebalance(self) -> None:
-        """Ask the group to settle who owns what (after our producer was fenced)."""
-
-    def new_output(self, number: int) -> Any:
-        """A new transactional producer for the partition (not started)."""
+        """Ask the group to settle who owns what (after a commit found the group moved on)."""
 
     def blocked_changed(self, number: int, blocked: Blocked | None) -> None:
         """The partition became blocked (or unblocked: None)."""
@@ -148,9 +149,6 @@ class PartitionTask:
         self._current: SourceRecord | None = None
         self._backoff = self._new_backoff()
         self._retry_at = 0.0  # monotonic time before which the task only waits (after a failure)
-        self._needs_abort = False
-        #: the producer could not abort its transaction: start a new one, which fences it
-        self._needs_new_output = False
         self._failures = 0
         self._last_error: str = ""
         self._last_record: str | None = None
@@ -223,7 +221,7 @@ class PartitionTask:
 
     async def stop(self, timeout_s: float) -> None:
         """Finish the record at hand, commit what was applied (within `timeout_s`) and end; past the bound
-        the task is cancelled and its open transaction left to the next owner (aborted, applied again)."""
+        the task is cancelled and its uncommitted records left to the next owner (applied again there)."""
         self._stopping = True
         self._wake.set()
         task = self._task
@@ -231,8 +229,8 @@ class PartitionTask:
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout_s)
             except TimeoutError:
-                log.warning("partition %d: did not finish within %.0fs; leaving its open transaction to the "
-                            "next owner (aborted there, its records applied again)", self.number, timeout_s)
+                log.warning("partition %d: did not finish within %.0fs; leaving its uncommitted records to the "
+                            "next owner (applied again there)", self.number, timeout_s)
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         self._release()
@@ -240,7 +238,6 @@ class PartitionTask:
     def _release(self) -> None:
         if self.part is not None and not self.part.lost:
             self.part.lost = True  # a record still on its way to this object must not be applied
-            self.part.output.close()
         self.orders.clear()
         self.retries.clear()
         self._first_seen.clear()
@@ -255,8 +252,12 @@ class PartitionTask:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._stopping and not self.lost:
-            await self.step()
+            # Cleared before the step, not after: a stop or a record that comes while the step waits (for a
+            # commit, say) must wake the wait below, not be forgotten by it.
             self._wake.clear()
+            await self.step()
+            if self._stopping or self.lost:
+                break
             delay = self.next_wake_s()
             if delay <= 0:
                 await asyncio.sleep(0)  # between chunks: let the agents and the other partitions run
@@ -274,7 +275,7 @@ class PartitionTask:
         now = self.monotonic()
         if self._retry_at - now > CLOCK_SLACK_S:
             return self._retry_at - now
-        if self.part is None or self._needs_abort:
+        if self.part is None:
             return 0.0
         part = self.part
         if self._cap is not None and part.uncommitted >= self._cap:
@@ -299,16 +300,6 @@ class PartitionTask:
             return
         part = self.part
         try:
-            if self._needs_new_output:
-                await self._renew_output(part)
-            if self._needs_abort:
-                try:
-                    await part.output.abort()
-                except TransactionError as exc:
-                    if exc.failure is not Failure.FATAL:
-                        self._needs_new_output = True
-                    raise
-                self._needs_abort = False
             if self.orders:
                 await self._apply_orders(part)
             if self.retries:
@@ -435,7 +426,7 @@ class PartitionTask:
 
     async def _final_commit(self) -> None:
         part = self.part
-        if part is None or part.lost or part.changed_at is None or self._needs_abort:
+        if part is None or part.lost or part.changed_at is None:
             return
         try:
             outcomes, changelog_offset = await self.committer.commit(part, lambda _error: True)
@@ -449,10 +440,11 @@ class PartitionTask:
     # -- the error boundary -----------------------------------------------------------
 
     async def _recover(self, part: Partition, exc: Exception) -> None:
-        """Abort the open transaction, put the committed state back, return the records applied since to
-        the inboxes, and try again after a backoff; a fenced producer loses the partition."""
+        """Put the committed state back (dropping the outbox), return the records applied since to the
+        inboxes, and try again after a backoff; a commit that found the group moved on, or the producer
+        fenced, loses the partition."""
         failing, self._current = self._current, None
-        if isinstance(exc, TransactionError) and exc.failure is Failure.FATAL:
+        if isinstance(exc, TransactionError) and exc.failure in (Failure.LOST, Failure.FATAL):
             if failing is not None:
                 self._put_back([failing])
             await self._lose(part, exc)
@@ -469,7 +461,6 @@ class PartitionTask:
             before_failing = next((i for i, msg in enumerate(redo)
                                    if msg.topic == source.topic and msg.offset == source.offset), before_failing)
         self._put_back(redo)
-        self._needs_abort = part.output.in_transaction
         self._cap = max(1, before_failing)
         if failing is not None and not isinstance(exc, OUTSIDE_CAUSES):
             key = (failing.topic, failing.offset)
@@ -479,7 +470,7 @@ class PartitionTask:
                 self._strikes.pop(key, None)
         delay = self._note_failure(exc, failing)
         self._retry_at = self.monotonic() + delay
-        log.warning("partition %d: %s%s; aborted its open transaction, put its committed state back, and "
+        log.warning("partition %d: %s%s; dropped its uncommitted work, put its committed state back, and "
                     "applies its %d record(s) again in %.1fs", self.number, describe(exc),
                     f" while applying {coordinates(failing)}" if failing is not None else "", len(redo), delay)
 
@@ -500,21 +491,6 @@ class PartitionTask:
             self.blocked = Blocked(self._last_error, self._last_record, self.blocked.since, self._failures)
         return self._backoff.next_delay() or self.limits.backoff_max_s
 
-    async def _renew_output(self, part: Partition) -> None:
-        """Replace a producer that cannot abort (librdkafka can stay stuck after a broker restart): the new
-        one, with the same transactional id, fences it, and the broker aborts its open transaction."""
-        output = self.owner.new_output(self.number)
-        try:
-            await output.start()
-        except BaseException:
-            output.close()
-            raise
-        stuck, part.output = part.output, output
-        stuck.close()
-        self._needs_new_output = self._needs_abort = False
-        log.warning("partition %d: its producer could not abort its transaction; a new producer fenced it, and "
-                    "the broker aborts what it left open", self.number)
-
     def _put_back(self, records: Iterable[SourceRecord]) -> None:
         """Return records to the front of their inboxes, in the order they had."""
         retry_topic = self.retry_topic
@@ -530,7 +506,6 @@ class PartitionTask:
                   self.number, exc, part.uncommitted)
         part.restore()
         part.lost = True
-        part.output.close()
         self.orders.clear()
         self.retries.clear()
         self.flow.forget((self.orders_tp, self.retry_tp))

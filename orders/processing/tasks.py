@@ -2,10 +2,12 @@
 go, handing them the agents' records (Kafka Streams' `TaskManager`).
 
 - **Taking over** (`on_assigned`, called before Faust's table recovery reads
-  the changelog): the new partitions' transactional producers start, which
-  fences any earlier owner, then their committed states are read from the
-  changelog. A partition that cannot be set up now (the broker does not
-  answer) still gets its task, which keeps trying while its records wait.
+  the changelog): the group membership the partitions were assigned under is
+  noted (their commits count only while it is current), then their committed
+  states are read from the changelog, once no transaction of an earlier
+  owner is open on it. A partition that cannot be set up now (the broker does
+  not answer, an earlier owner's transaction is still open) still gets its
+  task, which keeps trying while its records wait.
 - **Letting go** (`on_revoked`, `stop`): each task finishes the record at
   hand and commits what it applied, all at once and within
   FINAL_COMMIT_TIMEOUT_S.
@@ -22,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..domain.partition_state import PartitionState
+from ..kafka.transactions import GroupMember
 from .flow import Flow, SourcePartition
 from .partition import Partition
 from .task import Blocked, PartitionTask
@@ -35,6 +38,10 @@ FINAL_COMMIT_TIMEOUT_S = 5.0
 NewTask = Callable[[int, "Partition | None", "PartitionTasks"], PartitionTask]
 
 
+class NotAMember(RuntimeError):
+    """The worker has no current membership of the consumer group (it is joining, or was cut off)."""
+
+
 def group_by_partition(records: Iterable[Any]) -> dict[int, list[Any]]:
     """Records per partition, each list in delivery order."""
     groups: dict[int, list[Any]] = {}
@@ -44,13 +51,13 @@ def group_by_partition(records: Iterable[Any]) -> dict[int, list[Any]]:
 
 
 class PartitionTasks:
-    def __init__(self, *, new_task: NewTask, new_output: Callable[[int], Any],
+    def __init__(self, *, new_task: NewTask, membership: Callable[[], GroupMember | None],
                  load_states: Callable[[list[int]], Awaitable[Mapping[int, PartitionState]]], flow: Flow,
                  request_rebalance: Callable[[], Awaitable[None]],
                  on_blocked: Callable[[int, Blocked | None], None] = lambda number, blocked: None,
                  chunk: int = 1000, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._new_task = new_task
-        self._new_output = new_output
+        self._membership = membership
         self._load_states = load_states
         self.flow = flow
         self._request_rebalance = request_rebalance
@@ -84,19 +91,14 @@ class PartitionTasks:
 
     async def _take_over(self, numbers: list[int]) -> dict[int, Partition]:
         started = self.monotonic()
-        outputs = {number: self._new_output(number) for number in numbers}
-        try:
-            await asyncio.gather(*(output.start() for output in outputs.values()))
-            fenced = self.monotonic()
-            states = await self._load_states(numbers)
-        except BaseException:
-            for output in outputs.values():
-                output.close()
-            raise
-        log.info("took over partitions %s in %.2f s: their producers fenced any earlier owner (%.2f s), then "
-                 "their committed states were read", numbers, self.monotonic() - started, fenced - started)
-        return {number: Partition(number, states.get(number) or PartitionState(), outputs[number])
-                for number in numbers}
+        member = self._membership()
+        if member is None or member.generation < 0:
+            raise NotAMember(f"the worker is not a member of the consumer group ({member}): partitions {numbers} "
+                             f"are set up once it has joined")
+        states = await self._load_states(numbers)
+        log.info("took over partitions %s in %.2f s (generation %d): their committed states were read once no "
+                 "earlier owner's transaction was open", numbers, self.monotonic() - started, member.generation)
+        return {number: Partition(number, states.get(number) or PartitionState(), member) for number in numbers}
 
     async def on_revoked(self, numbers: Iterable[int]) -> None:
         """Let partitions go: each task commits what it applied (within a bound, all at once) and ends."""
@@ -111,9 +113,6 @@ class PartitionTasks:
 
     async def request_rebalance(self) -> None:
         await self._request_rebalance()
-
-    def new_output(self, number: int) -> Any:
-        return self._new_output(number)
 
     def blocked_changed(self, number: int, blocked: Blocked | None) -> None:
         self._on_blocked(number, blocked)

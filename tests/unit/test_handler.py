@@ -12,6 +12,7 @@ from orders.domain import headers as h
 from orders.domain.order import FailureSimulator
 from orders.domain.partition_state import PartitionState
 from orders.domain.retry_policy import RetryPolicy
+from orders.kafka.transactions import GroupMember
 from orders.processing.handler import OrderHandler
 from orders.processing.partition import DEAD_LETTERED, PROCESSED, RETRIED, Partition
 
@@ -23,14 +24,15 @@ APP_ID = "orders-app"
 NOW_S = 1_800_000_000.0
 
 
-class FakeOutput:
-    """A transactional producer that only remembers what was queued, per topic."""
+class Outbox:
+    """What the handler put in a partition's outbox for its next commit, as dicts."""
 
-    def __init__(self) -> None:
-        self.sent: list[dict] = []
+    def __init__(self, part: Partition) -> None:
+        self.part = part
 
-    def produce(self, topic, **record) -> None:
-        self.sent.append({"topic": topic, **record})
+    @property
+    def sent(self) -> list[dict]:
+        return [record._asdict() for record in self.part.outbox]
 
     def to(self, topic: str) -> list[dict]:
         return [record for record in self.sent if record["topic"] == topic]
@@ -49,7 +51,7 @@ class Rig:
         self.codec = AvroRecordCodec(InMemorySchemaCache(), SCHEMA, subject="orders-value")
         self.on_topic = on_topic or []  # records a direct read finds
         self.reads: list[tuple] = []
-        self.part = Partition(partition, PartitionState(), FakeOutput())
+        self.part = Partition(partition, PartitionState(), GroupMember(APP_ID, 1, "member-1"))
         self.now = NOW_S
         self.policy = RetryPolicy(max_retries=max_retries, delay_s=2.0, not_before_allowance_s=1.0, app_id=APP_ID,
                                   orders_topic=ORDERS)
@@ -82,8 +84,8 @@ class Rig:
         return self.part.state
 
     @property
-    def output(self) -> FakeOutput:
-        return self.part.output
+    def output(self) -> Outbox:
+        return Outbox(self.part)
 
     def copies(self, start_offset: int = 0) -> list:
         """The retry copies queued so far, as the consumer will read them from the retry topic."""

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from avro_codec import RegistryUnavailable
 from orders.domain import headers as h
 from orders.domain.partition_state import Aggregate, PartitionState
-from orders.kafka.transactions import Failure, Refusal, TransactionError
+from orders.kafka.transactions import Failure, GroupMember, Refusal, TransactionError
 from orders.ops.activity_log import ActivityLog
 from orders.ops.metrics import OrderMetrics
 from orders.processing.commit import Committer
@@ -29,20 +29,26 @@ CHANGELOG = "orders-app-order-stats-changelog"
 DAY_MS = 86_400_000
 
 
-class TxnOutput:
-    """A transactional producer: queued records become visible only when a commit succeeds."""
+class TxnProducer:
+    """The worker's transactional producer: the records of a transaction become visible when it commits."""
 
-    def __init__(self, failures: list[Failure] | None = None, start_fails: int = 0, abort_fails: int = 0) -> None:
+    def __init__(self, failures: list[Failure] | None = None, start_fails: int = 0, abort_fails: int = 0,
+                 offset_failures: list[Failure] | None = None) -> None:
+        self.transactional_id = "orders-app-worker-test"
         self.abort_fails = abort_fails
         self.visible: list[dict] = []
         self.queued: list[dict] = []
         self.failures = list(failures or [])
+        self.offset_failures = list(offset_failures or [])
         self.start_fails = start_fails
-        #: while set, a commit with a record for this topic fails as the broker refusing it
+        #: while set, a flush with a record for this topic fails as the broker refusing it
         self.refuse_topic: str | None = None
         self.started = self.closed = False
         self.in_transaction = False
         self.commits = self.aborts = 0
+        #: each committed transaction: (its records, the offsets it sent, the membership it sent them with)
+        self.transactions: list[tuple[list[dict], list, GroupMember]] = []
+        self._offsets = None
 
     async def start(self) -> None:
         if self.start_fails:
@@ -50,21 +56,34 @@ class TxnOutput:
             raise TransactionError(Failure.RETRY, "broker unreachable")
         self.started = True
 
+    def begin(self) -> None:
+        assert self.started and not self.in_transaction and not self.closed
+        self.in_transaction, self.queued, self._offsets = True, [], None
+
     def produce(self, topic, *, on_delivery=None, **record) -> None:
+        assert self.in_transaction
         self.queued.append({"topic": topic, "on_delivery": on_delivery, **record})
-        self.in_transaction = True
+
+    async def flush(self) -> None:
+        refused = [r for r in self.queued if r["topic"] == self.refuse_topic]
+        if refused:
+            raise TransactionError(Failure.ABORT, "the broker refused a record",
+                                   Refusal(self.refuse_topic, refused[0].get("source"), "Message size too large"))
+
+    async def send_offsets(self, offsets, member) -> None:
+        if self.offset_failures:
+            raise TransactionError(self.offset_failures.pop(0), "offsets refused")
+        self._offsets = (offsets, member)
 
     async def commit(self) -> None:
         if self.failures:
             raise TransactionError(self.failures.pop(0), "refused")
-        refused = [r for r in self.queued if r["topic"] == self.refuse_topic]
-        if refused:
-            raise TransactionError(Failure.ABORT, "commit failed",
-                                   Refusal(self.refuse_topic, refused[0].get("source"), "Message size too large"))
+        assert self._offsets is not None, "a transaction commits only with its offsets sent"
         for record in self.queued:
             if record["on_delivery"]:
                 record["on_delivery"](None, SimpleNamespace(offset=lambda n=len(self.visible): n))
             self.visible.append(record)
+        self.transactions.append((self.queued, *self._offsets))
         self.queued, self.in_transaction = [], False
         self.commits += 1
 
@@ -79,8 +98,21 @@ class TxnOutput:
     def close(self) -> None:
         self.closed = True
 
+
+class PartitionView:
+    """What one partition's commits made visible, over every producer the worker had."""
+
+    def __init__(self, producers: list[TxnProducer], number: int) -> None:
+        self.producers = producers
+        self.number = number
+
     def to(self, topic: str) -> list[dict]:
-        return [record for record in self.visible if record["topic"] == topic]
+        return [record for producer in self.producers for record in producer.visible
+                if record["topic"] == topic and self._caused_here(record)]
+
+    def _caused_here(self, record: dict) -> bool:
+        source = record.get("source")
+        return (source.partition if source is not None else record.get("partition")) == self.number
 
 
 class FakeTable:
@@ -115,14 +147,18 @@ class Clock:
 class Harness:
     """PartitionTasks with fake outputs and states; tasks are driven by `step`, not by their own loops."""
 
-    def __init__(self, *, failures=None, outputs: dict | None = None, states: dict | None = None,
+    def __init__(self, *, failures=None, producers: list[TxnProducer] | None = None, states: dict | None = None,
                  commit_interval_s: float = 0.1, max_retries: int = 2, budget: int = 10_000,
                  attempts_before_blocked: int = 3, start_loops: bool = False) -> None:
         self.clock = Clock()
         self.rig = Rig(failures=failures, max_retries=max_retries)
         self.rig.handler.clock = lambda: self.clock.wall
         self.handler = self.rig.handler
-        self.outputs = outputs or {}
+        #: the producers the committer will start, in order (then new default ones)
+        self.prepared = list(producers or [])
+        #: every producer the committer started, the current one last
+        self.producers: list[TxnProducer] = []
+        self.member = GroupMember("orders-app", 1, "member-1")
         self.states = states or {}
         self.table = FakeTable()
         self.rebalances = 0
@@ -141,7 +177,7 @@ class Harness:
             self.rebalances += 1
 
         self.flow = Flow(pause=self.paused.update, resume=self.paused.difference_update, budget=budget)
-        self.committer = Committer(changelog_topic=CHANGELOG, sleep=sleep)
+        self.committer = Committer(changelog_topic=CHANGELOG, new_producer=self._new_producer, sleep=sleep)
         metrics = OrderMetrics(self.metrics_registry)
         self.reporter = Reporter(metrics=metrics, activity=ActivityLog(0), policy=self.rig.policy,
                                  retry_topic=RETRY, summary=Aggregate)
@@ -149,11 +185,26 @@ class Harness:
                                  attempts_before_blocked=attempts_before_blocked, backoff_initial_s=0.5,
                                  backoff_max_s=4.0)
         self.tasks = PartitionTasks(
-            new_task=self._new_task, new_output=lambda n: self.outputs.setdefault(n, TxnOutput()),
+            new_task=self._new_task, membership=lambda: self.member,
             load_states=load_states, flow=self.flow, request_rebalance=request_rebalance,
             on_blocked=lambda n, blocked: (self.blocked_events.append((n, blocked is not None)),
                                            metrics.set_partition_blocked(n, blocked is not None)),
             chunk=100, monotonic=lambda: self.clock.mono)
+
+    def _new_producer(self) -> TxnProducer:
+        producer = self.prepared.pop(0) if self.prepared else TxnProducer()
+        self.producers.append(producer)
+        return producer
+
+    @property
+    def producer(self) -> TxnProducer:
+        """The producer the committer uses now."""
+        return self.producers[-1]
+
+    @property
+    def outputs(self) -> dict[int, PartitionView]:
+        """Partition -> what its commits made visible."""
+        return _Views(self.producers)
 
     def _new_task(self, number, part, owner) -> PartitionTask:
         task = PartitionTask(number, orders_topic=ORDERS, retry_topic=RETRY, handler=self.handler,
@@ -201,15 +252,24 @@ class Harness:
         return self.metrics_registry.get_sample_value(name, labels or None) or 0.0
 
 
+class _Views(dict):
+    def __init__(self, producers):
+        super().__init__()
+        self.producers = producers
+
+    def __missing__(self, number):
+        return PartitionView(self.producers, number)
+
+
 def run(coro):
     return asyncio.run(coro)
 
 
-def changelog_states(output: TxnOutput) -> list[dict]:
+def changelog_states(output: PartitionView) -> list[dict]:
     return [json.loads(record["value"]) for record in output.to(CHANGELOG)]
 
 
-def copies_sent(output: TxnOutput, start_offset: int = 0, timestamp: float | None = None) -> list:
+def copies_sent(output: PartitionView, start_offset: int = 0, timestamp: float | None = None) -> list:
     """The retry copies the partition committed, as the consumer will read them from the retry topic."""
     return [message(RETRY, r["partition"], start_offset + i, r["key"], r["value"], r["headers"],
                     timestamp=(r["timestamp_ms"] / 1000 if timestamp is None else timestamp))
@@ -218,12 +278,13 @@ def copies_sent(output: TxnOutput, start_offset: int = 0, timestamp: float | Non
 
 # -- ownership and commits -------------------------------------------------------------------
 
-def test_taking_over_a_partition_starts_its_producer_before_reading_its_committed_state():
+def test_taking_over_partitions_notes_the_group_membership_and_reads_their_committed_states():
     harness = Harness(states={1: PartitionState(orders=5, applied={ORDERS: 9})})
     run(harness.tasks.on_assigned({0, 1}))
-    assert harness.outputs[0].started and harness.outputs[1].started
+    assert {task.part.member for task in harness.tasks.tasks.values()} == {harness.member}
     assert harness.tasks.resume_offsets() == {(ORDERS, 1): 10}
     assert harness.live()[1] == (PartitionState(orders=5, applied={ORDERS: 9}), 0)
+    assert harness.producers == [], "no producer per partition: the worker's starts at its first commit"
 
 
 def test_state_and_outputs_become_visible_together_at_the_commit():
@@ -234,12 +295,15 @@ def test_state_and_outputs_become_visible_together_at_the_commit():
         await harness.submit([harness.order("o-1", 0), harness.order("o-2", 1)])
         await harness.task().step()
         output = harness.outputs[0]
-        assert output.visible == [] and harness.live()[0][0].orders == 1
+        assert output.to(RETRY) == [] and harness.live()[0][0].orders == 1
         assert harness.live()[0][1] == 2, "two records applied in the open transaction"
         assert harness.counter("orders_processed_total") == 0, "nothing is reported before it is committed"
         harness.clock.advance(0.1)
         await harness.task().step()
-        assert [record["topic"] for record in output.visible] == [RETRY, CHANGELOG]
+        assert [record["topic"] for record in harness.producer.visible] == [RETRY, CHANGELOG]
+        ((_records, offsets, member),) = harness.producer.transactions
+        assert [(tp.topic, tp.partition, tp.offset) for tp in offsets] == [(ORDERS, 0, 2)], "the next offset"
+        assert member == harness.member, "sent with the membership the partition was assigned under"
         (state,) = changelog_states(output)
         assert (state["orders"], state["retry_seq_sent"], state["applied"]) == (1, 1, {ORDERS: 1})
         assert harness.table.offsets[0] == 1 and harness.live()[0] == (PartitionState.from_value(state), 0)
@@ -258,7 +322,7 @@ def test_a_busy_partition_commits_once_its_transaction_has_been_open_for_the_int
         harness.clock.advance(0.05)
         await harness.submit([harness.order("o-2", 1)])
         await harness.task().step()
-        assert harness.outputs[0].visible == [], "open less than the interval"
+        assert harness.producers == [], "open less than the interval"
         assert harness.task().next_wake_s() == pytest.approx(0.05)
         harness.clock.advance(0.05)
         await harness.task().step()
@@ -267,8 +331,8 @@ def test_a_busy_partition_commits_once_its_transaction_has_been_open_for_the_int
 
 
 def test_a_commit_refused_for_the_moment_is_asked_again_with_backoff():
-    output = TxnOutput(failures=[Failure.RETRY, Failure.RETRY])
-    harness = Harness(outputs={0: output})
+    harness = Harness(producers=[TxnProducer(failures=[Failure.RETRY, Failure.RETRY])])
+    output = harness.outputs[0]
 
     async def scenario():
         await harness.tasks.on_assigned({0})
@@ -282,8 +346,8 @@ def test_a_commit_refused_for_the_moment_is_asked_again_with_backoff():
 
 
 def test_a_transaction_that_cannot_commit_is_aborted_and_its_records_applied_again():
-    output = TxnOutput(failures=[Failure.ABORT])
-    harness = Harness(outputs={0: output}, failures={"o-1": 1})
+    harness = Harness(producers=[TxnProducer(failures=[Failure.ABORT])], failures={"o-1": 1})
+    output = harness.outputs[0]
 
     async def scenario():
         await harness.tasks.on_assigned({0})
@@ -292,35 +356,38 @@ def test_a_transaction_that_cannot_commit_is_aborted_and_its_records_applied_aga
         state = changelog_states(output)[-1]
         assert (state["orders"], state["retry_seq_sent"], state["applied"]) == (1, 1, {ORDERS: 1})
         assert len(output.to(RETRY)) == 1, "the aborted retry copy never became visible; the new one did"
-        assert output.aborts == 1 and harness.rig.reads == [], "applied again from memory, not read again"
+        assert harness.producer.aborts == 1 and harness.rig.reads == [], "applied again from memory, not read again"
         assert harness.counter("orders_processed_total") == 1 and harness.counter("orders_retried_total") == 1
     run(scenario())
 
 
 def test_a_producer_that_cannot_abort_is_replaced_by_a_new_one_that_fences_it():
-    stuck = TxnOutput(failures=[Failure.ABORT], abort_fails=100)
-    harness = Harness(outputs={0: stuck})
+    stuck = TxnProducer(failures=[Failure.ABORT], abort_fails=100)
+    harness = Harness(producers=[stuck])
 
     async def scenario():
         await harness.tasks.on_assigned({0})
-        harness.outputs.pop(0)  # the next producer the partition asks for is a new one
         await harness.submit([harness.order("o-1", 0), harness.order("o-2", 1)])
         await harness.settle()
     run(scenario())
-    fresh = harness.outputs[0]
+    fresh = harness.producer
     assert fresh is not stuck and fresh.started and stuck.closed
-    assert stuck.visible == [] and changelog_states(fresh)[-1]["orders"] == 2
+    assert stuck.visible == [] and changelog_states(harness.outputs[0])[-1]["orders"] == 2
 
 
-def test_a_fenced_producer_loses_the_partition_and_asks_the_group_to_rebalance():
-    output = TxnOutput(failures=[Failure.FATAL])
-    harness = Harness(outputs={0: output})
+@pytest.mark.parametrize("failure, where", [(Failure.FATAL, "commit"), (Failure.LOST, "offsets")])
+def test_a_commit_that_finds_the_group_moved_on_or_the_producer_fenced_loses_the_partition(failure, where):
+    producer = TxnProducer(failures=[failure] if where == "commit" else [],
+                           offset_failures=[failure] if where == "offsets" else [])
+    harness = Harness(producers=[producer])
 
     async def scenario():
         await harness.tasks.on_assigned({0})
         await harness.submit([harness.order("o-1", 0)])
         await harness.settle()
-        assert output.visible == [] and harness.rebalances == 1 and output.closed
+        assert producer.visible == [] and harness.rebalances == 1
+        assert producer.closed is (failure is Failure.FATAL), "a fenced producer is replaced; otherwise aborted"
+        assert producer.aborts == (failure is Failure.LOST)
         assert 0 not in harness.live()
         await harness.submit([harness.order("o-2", 1)])
         assert harness.task().orders == deque_of([]), "records of a lost partition are dropped"
@@ -333,34 +400,96 @@ def deque_of(items):
 
 
 def test_a_partition_that_cannot_be_taken_over_yet_sets_itself_up_while_its_records_wait_paused():
-    output = TxnOutput(start_fails=2)
-    harness = Harness(outputs={0: output})
+    harness = Harness()
+    harness.member = GroupMember("orders-app", -1, "")  # joining: no generation yet
 
     async def scenario():
         await harness.tasks.on_assigned({0})
         assert harness.live() == {} and harness.tasks.unready() == [0]
         await harness.submit([harness.order("o-1", 0)])
         assert (ORDERS, 0) in harness.paused and harness.tasks.backlog() == 0, "held: not in the backlog"
-        output.start_fails = 1
+        await harness.task().step()
+        assert harness.tasks.unready() == [0], "still no membership"
+        harness.member = GroupMember("orders-app", 3, "member-1")
         await harness.settle()
-        assert output.started and changelog_states(output)[-1]["orders"] == 1
+        assert changelog_states(harness.outputs[0])[-1]["orders"] == 1
+        assert harness.producer.transactions[-1][2].generation == 3
         assert harness.paused == set()
     run(scenario())
 
 
-def test_revoked_partitions_commit_what_they_applied_and_close_their_producers():
+def test_revoked_partitions_commit_what_they_applied_in_one_transaction():
     harness = Harness(start_loops=True, commit_interval_s=60)
 
     async def scenario():
         await harness.tasks.on_assigned({0, 1})
         await harness.submit([harness.order("o-1", 0), harness.order("o-2", 0, partition=1)])
         await asyncio.sleep(0.05)
-        assert harness.outputs[0].visible == [], "applied, not committed yet"
+        assert harness.producers == [], "applied, not committed yet"
         await harness.tasks.on_revoked({0, 1})
         for number in (0, 1):
-            assert changelog_states(harness.outputs[number])[-1]["orders"] == 1 and harness.outputs[number].closed
+            assert changelog_states(harness.outputs[number])[-1]["orders"] == 1
+        assert harness.producer.commits == 1, "both partitions' last commits went in one transaction"
         assert harness.tasks.tasks == {}
     run(scenario())
+
+
+def test_partitions_due_at_the_same_time_commit_together_and_latecomers_go_in_the_next_transaction():
+    harness = Harness(start_loops=True, commit_interval_s=0.01)
+
+    async def scenario():
+        await harness.tasks.on_assigned({0, 1, 2})
+        await harness.submit([harness.order(f"o-{n}", 0, partition=n) for n in (0, 1, 2)])
+        await asyncio.sleep(0.2)
+        await harness.tasks.stop()
+    run(scenario())
+    transactions = harness.producer.transactions
+    partitions = sorted(tp.partition for _records, offsets, _member in transactions for tp in offsets)
+    assert partitions == [0, 1, 2], "each partition's offset committed once"
+    assert len(transactions) < 3, "at least two partitions shared a transaction"
+
+
+def test_partitions_assigned_under_different_memberships_never_share_a_transaction():
+    harness = Harness(start_loops=True, commit_interval_s=60)
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        harness.member = GroupMember("orders-app", 2, "member-1")
+        await harness.tasks.on_assigned({1})
+        await harness.submit([harness.order("o-1", 0), harness.order("o-2", 0, partition=1)])
+        await asyncio.sleep(0.05)
+        await harness.tasks.stop()
+    run(scenario())
+    sent = sorted((member.generation, [tp.partition for tp in offsets])
+                  for _records, offsets, member in harness.producer.transactions)
+    assert sent == [(1, [0]), (2, [1])]
+
+
+def test_a_partition_told_to_stop_while_it_waits_for_a_commit_stops_as_soon_as_the_commit_is_done(caplog):
+    """The stop came while the task awaited its commit; the task used to forget the wake-up and sleep until
+    revocation gave up on it (5 s), holding the whole group's rebalance."""
+    class SlowCommit(TxnProducer):
+        async def commit(self):
+            await asyncio.sleep(0.05)
+            await super().commit()
+    producer = SlowCommit()
+    harness = Harness(producers=[producer], start_loops=True, commit_interval_s=0.01)
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-1", 0)])
+        await asyncio.sleep(0.01)
+        harness.clock.advance(0.01)  # the commit is due: wake the task (its timer runs on the real clock)
+        harness.task()._wake.set()
+        while not producer.in_transaction:
+            await asyncio.sleep(0.001)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await harness.tasks.on_revoked({0})
+        return loop.time() - started
+    assert run(scenario()) < 1.0
+    assert "did not finish" not in caplog.text
+    assert changelog_states(harness.outputs[0])[-1]["orders"] == 1
 
 
 def test_records_of_a_partition_not_owned_here_are_left_alone():
@@ -369,7 +498,7 @@ def test_records_of_a_partition_not_owned_here_are_left_alone():
     async def scenario():
         await harness.tasks.on_assigned({0})
         await harness.submit([harness.order("o-1", 0, partition=3)])
-        assert 3 not in harness.live() and 3 not in harness.outputs
+        assert 3 not in harness.live() and harness.outputs[3].to(CHANGELOG) == []
     run(scenario())
 
 
@@ -380,15 +509,19 @@ def test_resume_offsets_are_the_next_offsets_of_every_owned_source_partition():
 
 
 @pytest.mark.parametrize("numbers", [[], [0]])
-def test_stop_commits_and_closes_everything(numbers):
-    harness = Harness(start_loops=True)
+def test_stop_commits_what_was_applied_and_the_committer_then_closes_its_producer(numbers):
+    harness = Harness(start_loops=True, commit_interval_s=60)
 
     async def scenario():
         await harness.tasks.on_assigned(set(numbers))
+        await harness.submit([harness.order("o-1", 0, partition=n) for n in numbers])
+        await asyncio.sleep(0.05)
         await harness.tasks.stop()
+        harness.committer.close()
     run(scenario())
     assert harness.tasks.tasks == {}
-    assert all(output.closed for output in harness.outputs.values())
+    assert [changelog_states(harness.outputs[n])[-1]["orders"] for n in numbers] == [1] * len(numbers)
+    assert len(harness.producers) == len(numbers) and all(producer.closed for producer in harness.producers)
 
 
 def test_dead_letters_are_reported_by_reason_once_committed():
@@ -559,9 +692,10 @@ def test_a_registry_that_does_not_answer_is_retried_as_long_as_it_lasts_and_neve
 
 
 def test_an_output_the_broker_refuses_blocks_the_partition_until_it_is_accepted_and_loses_nothing(caplog):
-    output = TxnOutput()
-    output.refuse_topic = DLQ
-    harness = Harness(outputs={0: output}, attempts_before_blocked=3)
+    producer = TxnProducer()
+    producer.refuse_topic = DLQ
+    harness = Harness(producers=[producer], attempts_before_blocked=3)
+    output = harness.outputs[0]
 
     async def scenario():
         await harness.tasks.on_assigned({0})
@@ -575,7 +709,7 @@ def test_an_output_the_broker_refuses_blocks_the_partition_until_it_is_accepted_
         assert f"{DLQ} refused a record (caused by {ORDERS}[0]@1): Message size too large" in blocked.reason
         assert changelog_states(output)[-1]["applied"] == {ORDERS: 0}, "the record before it committed"
         assert harness.task().next_wake_s() <= 4.0, "it keeps trying, every few seconds at most"
-        output.refuse_topic = None
+        producer.refuse_topic = None
         await harness.settle()
     run(scenario())
     state = changelog_states(output)[-1]
