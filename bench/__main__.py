@@ -1,4 +1,5 @@
-"""`python -m bench <figure>`: compare, throughput, memory, write-amplification, latency, recovery.
+"""`python -m bench <figure>`: compare, throughput, memory, write-amplification, latency, recovery, kafka-streams,
+partitions.
 
 Run from the repository root. Kafka and the registry come from the app's own
 settings (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, ...); topics, app ids
@@ -20,7 +21,9 @@ from orders.settings import SettingsError
 from . import throughput
 from .compare import compare
 from .dlq import dlq
+from .kafka_streams import kafka_streams
 from .latency import latency
+from .partitions import DEFAULT_PARTITIONS, partitions
 from .recovery import STORES, recovery
 from .run import BenchFailure, WorkerOptions, say
 
@@ -48,6 +51,10 @@ def _checkpoints(text: str) -> list[int]:
 
 def _rates(text: str) -> list[float]:
     return [_positive_float(part) for part in text.split(",")]
+
+
+def _partition_counts(text: str) -> list[int]:
+    return [_positive_int(part) for part in text.split(",")]
 
 
 def _stores(text: str) -> list[str]:
@@ -105,10 +112,27 @@ def parser() -> argparse.ArgumentParser:
     dead = figures.add_parser("dlq", parents=[worker],
                               help="time and peak RSS of dlq list and dlq replay over a large dead-letter topic")
     dead.add_argument("--letters", type=_positive_int, default=1_000_000, help="dead letters to write")
+    kst = figures.add_parser("kafka-streams", parents=[worker],
+                             help="a Kafka Streams app (exactly once; per-partition and global) and the ceiling "
+                                  "over one preloaded topic")
+    kst.add_argument("--orders", type=_positive_int, default=200_000, help="orders to preload and count")
+    parts = figures.add_parser("partitions", help="one worker's drain rate, peak RSS, threads, connections and "
+                                                  "rebalance stall per partition count")
+    parts.add_argument("--partitions", type=_partition_counts, default=DEFAULT_PARTITIONS, metavar="P[,P...]",
+                       help="partition counts to measure, each on its own topics; ratios are to the first")
+    parts.add_argument("--orders", type=_positive_int, default=200_000, help="orders to preload and count, per count")
+    parts.add_argument("--rebalance-rate", type=_positive_float, default=1000,
+                       help="orders per second sent while the second worker joins")
+    parts.add_argument("--faust-metrics", action="store_true",
+                       help="keep Faust's Prometheus sensor on (FAUST_METRICS=true); off by default")
+    parts.add_argument("--keep-logs", type=Path, metavar="DIR",
+                       help="copy the workers' logs and the rebalance timeline (CSV) to DIR")
     return root
 
 
 def run(args: argparse.Namespace) -> str:
+    if args.figure == "partitions":
+        return partitions(args.partitions, args.orders, args.rebalance_rate, args.faust_metrics, args.keep_logs)
     options = WorkerOptions(partitions=args.partitions, faust_metrics=args.faust_metrics,
                             table_store=STORES[getattr(args, "store", "memory")])
     if args.figure == "throughput":
@@ -123,6 +147,8 @@ def run(args: argparse.Namespace) -> str:
         return latency(options, args.rate, args.seconds, args.warmup, args.drain_timeout)
     if args.figure == "dlq":
         return dlq(options, args.letters)
+    if args.figure == "kafka-streams":
+        return kafka_streams(options, args.orders)
     return recovery(options, args.stores, args.orders)
 
 
