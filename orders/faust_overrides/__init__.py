@@ -9,7 +9,9 @@ override, then update the digest.
 
 - `consumer`: the worker's consumer reads committed records only
   (`AIOKafkaConsumerThread._create_worker_consumer` hard-codes
-  read_uncommitted outside Faust's own exactly-once mode), and after each
+  read_uncommitted outside Faust's own exactly-once mode, and a 1.5 s
+  `fetch_max_wait_ms`, which lowered to 100 ms no longer holds a
+  rebalance's offset lookups behind an idle fetch), and after each
   rebalance resumes every source partition at the partition state's next
   offset instead of the group's committed offset (`Consumer.perform_seek`;
   a seek that a newer rebalance overtook raises aiokafka's `IllegalStateError`

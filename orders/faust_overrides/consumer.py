@@ -14,12 +14,19 @@ from faust.types import TP
 log = logging.getLogger("orders")
 
 
+#: How long the broker may hold a fetch that finds no new record. Faust hard-codes 1,500 ms; the broker
+#: answers one connection's requests in order, so every offset lookup of a rebalance's recovery waited behind
+#: an idle fetch for up to that long (three of them: about 4 s before a new owner resumed).
+FETCH_MAX_WAIT_MS = 100
+
+
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        # AIOKafkaConsumer keeps the setting as given and builds its fetcher from it in start(), which has
+        # AIOKafkaConsumer keeps the settings as given and builds its fetcher from them in start(), which has
         # not run yet. Read committed: aborted retry copies, dead letters and states are never seen.
         consumer._isolation_level = "read_committed"
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
 

@@ -73,23 +73,12 @@ class Broker:
         """Wait until every transaction open on the partitions now has ended (committed, or aborted by its
         producer, its successor or the broker's timeout): a reader of committed records then sees all that was
         written before. TimeoutError naming the partitions still waiting after `timeout_s`."""
-        read = partial(reading.open_transactions, self.config, topic, partitions)
-        waiting = {partition: high for partition, (_stable, high) in
-                   (await until_answered(f"open transactions on {topic}", read, self.timeout_s)).items()}
-        if not waiting:
-            return
-        log.info("%s partitions %s: a transaction is still open; waiting for it to end (up to %.0fs)", topic,
-                 sorted(waiting), timeout_s)
-        backoff = Backoff(0.05, 1.0, timeout_s)
-        while waiting:
-            delay = backoff.next_delay()
-            if delay is None:
-                raise TimeoutError(f"{topic} partitions {sorted(waiting)}: a transaction of an earlier owner is "
-                                   f"still open after {timeout_s:.0f}s")
-            await asyncio.sleep(delay)
-            still = await until_answered(f"open transactions on {topic}", read, self.timeout_s)
-            waiting = {partition: high for partition, high in waiting.items()
-                       if partition in still and still[partition][0] < high}
+        had, waited = await until_answered(
+            f"open transactions on {topic}",
+            partial(reading.wait_for_open_transactions, self.config, topic, partitions, timeout_s),
+            self.timeout_s)
+        if had:
+            log.info("%s partitions %s: waited %.2fs for a transaction open on them to end", topic, had, waited)
 
     async def last_records(self, topic: str, partitions: list[int], timeout_s: float | None = None
                            ) -> dict[int, Record | None]:

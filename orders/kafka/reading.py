@@ -91,21 +91,44 @@ def ping(config: Mapping[str, Any], topic: str, timeout_s: float) -> None:
         consumer.close()
 
 
-def open_transactions(config: Mapping[str, Any], topic: str, partitions: Iterable[int]
-                      ) -> dict[int, tuple[int, int]]:
+def _open_transactions(committed: Consumer, uncommitted: Consumer, topic: str, partitions: Iterable[int]
+                       ) -> dict[int, tuple[int, int]]:
     """The partitions of `topic` on which a transaction is open: partition -> (last stable offset, highwater).
-    A reader of committed records ends at the last stable offset: before the first record of the oldest
-    transaction still open there."""
-    partitions = list(partitions)
+    A consumer reading committed records ends at the last stable offset: before the first record of the
+    oldest transaction still open there."""
+    found = {}
+    for partition in partitions:
+        stable = _marks(committed, topic, partition)[1]
+        high = _marks(uncommitted, topic, partition)[1]
+        if stable < high:
+            found[partition] = (stable, high)
+    return found
+
+
+def wait_for_open_transactions(config: Mapping[str, Any], topic: str, partitions: Iterable[int], timeout_s: float,
+                               poll_s: float = 0.05) -> tuple[list[int], float]:
+    """Wait until every transaction open on the partitions now has ended (committed or aborted). Returns the
+    partitions that had one and the seconds waited; TimeoutError naming those still open after `timeout_s`.
+
+    A commit returns before the broker has written its markers to every partition (the transaction
+    coordinator does that next), so a partition written by a transaction that just committed can show it
+    open for a moment. (Consumers, not an AdminClient's list_offsets: a new AdminClient of librdkafka 2.16
+    waits for its once-a-second timer to connect, 1 to 3 s, where a consumer answers in milliseconds.)"""
     committed, uncommitted = _consumer(config), _consumer(config, "read_uncommitted")
     try:
-        found = {}
-        for partition in partitions:
-            stable = _marks(committed, topic, partition)[1]
-            high = _marks(uncommitted, topic, partition)[1]
-            if stable < high:
-                found[partition] = (stable, high)
-        return found
+        started = time.monotonic()
+        waiting = {p: high for p, (_stable, high) in
+                   _open_transactions(committed, uncommitted, topic, partitions).items()}
+        had = sorted(waiting)
+        while waiting:
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"{topic} partitions {sorted(waiting)}: a transaction is still open after "
+                                   f"{timeout_s:.0f}s")
+            time.sleep(poll_s)
+            still = _open_transactions(committed, uncommitted, topic, waiting)
+            # Settled once the last stable offset is past what was written when we looked first.
+            waiting = {p: high for p, high in waiting.items() if p in still and still[p][0] < high}
+        return had, time.monotonic() - started
     finally:
         committed.close()
         uncommitted.close()

@@ -1,6 +1,10 @@
 """Reading helpers of `orders.kafka.reading` against a real broker, where transactions leave offsets without records."""
 from __future__ import annotations
 
+import threading
+
+import pytest
+
 from orders.kafka import producing, reading
 
 from .conftest import KAFKA_CONFIG, create_topic
@@ -43,3 +47,25 @@ def test_tail_of_a_missing_topic_raises_topic_missing(names):
         assert "does not exist" in str(exc)
     else:
         raise AssertionError("no TopicMissing")
+
+
+def test_a_new_owner_waits_for_a_transaction_left_open_and_goes_on_once_it_ends(names):
+    """What taking over a partition waits for: a transaction an earlier owner left open on the changelog."""
+    topic = f"{names.app_id}-open"
+    create_topic(topic, partitions=2)
+    write_in_transactions(topic, [(["settled"], True)])
+    producer = producing.producer(KAFKA_CONFIG, **{"transactional.id": f"{topic}-left-open"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producing.produce(producer, topic, key=b"k", value=b"pending", partition=0, on_delivery=lambda err, msg: None)
+    producer.flush(30)
+
+    assert reading.wait_for_open_transactions(KAFKA_CONFIG, topic, [1], 5) == ([], pytest.approx(0, abs=1)), \
+        "nothing open on partition 1"
+    with pytest.raises(TimeoutError, match=r"partitions \[0\]: a transaction is still open after 1s"):
+        reading.wait_for_open_transactions(KAFKA_CONFIG, topic, [0, 1], 1)
+
+    threading.Timer(1.0, producer.commit_transaction, args=(30,)).start()
+    had, waited = reading.wait_for_open_transactions(KAFKA_CONFIG, topic, [0, 1], 20)
+    assert had == [0] and 0.5 < waited < 10
+    assert reading.last_records(KAFKA_CONFIG, topic, [0])[0].value == b"pending", "the record it waited for"
