@@ -22,7 +22,7 @@ from . import throughput
 from .compare import compare
 from .dlq import dlq
 from .kafka_streams import kafka_streams
-from .latency import latency
+from .latency import latency_runs
 from .partitions import DEFAULT_PARTITIONS, partitions
 from .recovery import STORES, recovery
 from .run import BenchFailure, WorkerOptions, say
@@ -102,6 +102,8 @@ def parser() -> argparse.ArgumentParser:
     lat.add_argument("--warmup", type=_positive_float, default=5, help="seconds sent before measuring")
     lat.add_argument("--drain-timeout", type=_positive_float, default=300,
                      help="how long the worker may take to count everything after the last order is sent")
+    lat.add_argument("--runs", type=_positive_int, default=1,
+                     help="runs, one after the other, each on fresh topics and a fresh worker; all are reported")
 
     rec = figures.add_parser("recovery", parents=[worker],
                              help="restart time to the full aggregate, memory:// and rocksdb://")
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> str:
     if args.figure == "compare":
         return compare(options, args.orders, args.rates, args.seconds, args.warmup)
     if args.figure == "latency":
-        return latency(options, args.rate, args.seconds, args.warmup, args.drain_timeout)
+        return latency_runs(options, args.rate, args.seconds, args.warmup, args.drain_timeout, args.runs)
     if args.figure == "dlq":
         return dlq(options, args.letters)
     if args.figure == "kafka-streams":

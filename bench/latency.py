@@ -50,6 +50,34 @@ def expected_micros(orders: list[dict]) -> int:
     return sum(Order(o["orderId"], o["product"], o["price"]).price_micros for o in orders)
 
 
+@dataclass(frozen=True)
+class LatencyResult:
+    """One latency run: the rate asked and achieved, the quantiles of produce -> aggregate, whether it kept up."""
+
+    rate: float
+    achieved: float
+    #: quantile -> (seconds, True when it lies past the histogram's last bound: a lower bound)
+    quantiles: dict[float, tuple[float, bool]]
+    measured: int
+    kept_up: bool
+
+    def quantile_text(self, q: float) -> str:
+        return _format(*self.quantiles[q])
+
+    def line(self) -> str:
+        quantiles = ", ".join(f"p{round(q * 100)} {self.quantile_text(q)}" for q in QUANTILES)
+        return (f"latency at {self.rate:,.0f} orders/s (achieved {self.achieved:,.0f}/s): {quantiles} "
+                f"over {self.measured:,} orders; kept up: {'yes' if self.kept_up else 'no'}")
+
+
+def latency_table(results: list[LatencyResult], label: Callable[[int, LatencyResult], str]) -> None:
+    """Print one row per run: its label, p50, p95, p99 and whether it kept up."""
+    say(f"{'latency, produce -> aggregate':<32} {'p50':>10} {'p95':>10} {'p99':>10} {'kept up':>8}")
+    for index, result in enumerate(results):
+        say(f"{label(index, result):<32} " + " ".join(f"{result.quantile_text(q):>10}" for q in QUANTILES)
+            + f" {'yes' if result.kept_up else 'NO':>8}")
+
+
 @dataclass
 class Pacing:
     produced: int
@@ -99,7 +127,26 @@ def scrape_when_counted(worker: WorkerProcess, target: int, timeout_s: float) ->
         time.sleep(SCRAPE_INTERVAL_S)
 
 
-def latency(options: WorkerOptions, rate: float, seconds: float, warmup: float, drain_timeout: float) -> str:
+def latency_runs(options: WorkerOptions, rate: float, seconds: float, warmup: float, drain_timeout: float,
+                 runs: int) -> str:
+    """`python -m bench latency`: `runs` runs at one rate, each on fresh topics and a fresh worker; every run is
+    reported, not the best."""
+    results = []
+    for number in range(1, runs + 1):
+        if runs > 1:
+            say(f"run {number} of {runs}")
+        results.append(latency(options, rate, seconds, warmup, drain_timeout))
+    if runs == 1:
+        return results[0].line()
+    latency_table(results, lambda index, _result: f"run {index + 1} at {rate:,.0f} orders/s")
+    p99s = ", ".join(result.quantile_text(0.99) for result in results)
+    kept_up = sum(result.kept_up for result in results)
+    return (f"latency at {rate:,.0f} orders/s, {runs} runs: p99 {p99s}; worst p99 "
+            f"{max(results, key=lambda r: r.quantiles[0.99]).quantile_text(0.99)}; kept up in {kept_up} of {runs}")
+
+
+def latency(options: WorkerOptions, rate: float, seconds: float, warmup: float,
+            drain_timeout: float) -> LatencyResult:
     with BenchRun("lat", options) as run:
         app_id = run.app_id()
         worker = WorkerProcess(run.env(app_id), run.tmp)
@@ -146,7 +193,7 @@ class WarmupScrape(threading.Thread):
 
 
 def _measure(run: BenchRun, worker: WorkerProcess, rate: float, seconds: float, warmup: float,
-             drain_timeout: float) -> str:
+             drain_timeout: float) -> LatencyResult:
     codec = AvroRecordCodec(run.registry(), load_schema(ROOT / "schemas" / "order-v2.avsc"),
                             subject=f"{run.orders_topic}-value")
     producer = producing.producer(run.kafka_config(), **PRODUCER_CONFIG)
@@ -187,10 +234,10 @@ def _measure(run: BenchRun, worker: WorkerProcess, rate: float, seconds: float, 
         f"{measured:,} orders in the measured histogram (those counted after the first "
         f"{sample_value(before_text, PROCESSED_METRIC):,.0f})")
     say("histogram of the measured orders (upper bound: orders): " + _distribution(buckets))
-    quantiles = ", ".join(f"p{round(q * 100)} {_format(quantile(q, buckets), overflowed(q, buckets))}"
-                          for q in QUANTILES)
-    return (f"latency at {rate:,.0f} orders/s (achieved {measured_rate:,.0f}/s): {quantiles} "
-            f"over {measured:,} orders; kept up: {'yes' if drain_s <= KEPT_UP_WITHIN_S else 'no'}")
+    result = LatencyResult(rate, measured_rate, {q: (quantile(q, buckets), overflowed(q, buckets)) for q in QUANTILES},
+                           measured, drain_s <= KEPT_UP_WITHIN_S)
+    say(result.line())
+    return result
 
 
 def _distribution(buckets: dict[float, float]) -> str:

@@ -31,9 +31,10 @@ override, then update the digest.
   starts without the one-second sleep of `TableManager.on_start`, which waits
   for tables declared late: this app declares its table when it is built).
 - `tables`: the partition-state table does not send changelog records itself
-  (`Table.on_key_set`): the partitions' transactions write them, together with
-  the retry copies and dead letters; and it lets the app fence earlier owners
-  before recovery reads the changelog (`Collection.on_rebalance`). A write to
+  (`Table.on_key_set`): the worker's transactions write them, together with
+  the retry copies and dead letters; and it lets the app take its new
+  partitions over (wait out an earlier owner's open transaction, read the
+  states) before recovery reads the changelog (`Collection.on_rebalance`). A write to
   the local store runs with a stand-in event (`faust.streams._current_event`),
   which the RocksDB store reads the partition from.
 - `rebalance`: how long table recovery has received nothing

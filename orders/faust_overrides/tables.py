@@ -36,7 +36,7 @@ class PartitionStateTable(faust.Table):
 
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
-        """Runs before Faust's recovery reads the changelog: the app fences earlier owners here."""
+        """Runs before Faust's recovery reads the changelog: the app takes its new partitions over here."""
         hooks = getattr(self.app, "state_hooks", None)
         if hooks is not None:
             name = self.changelog_topic_name

@@ -84,7 +84,7 @@ class Partition:
         self.applied: list[SourceRecord] = []
         #: monotonic time of the first change since the last commit; None when nothing is uncommitted
         self.changed_at: float | None = None
-        #: let go (revoked, shut down) or taken over by another worker (our producer was fenced):
+        #: let go (revoked, shut down) or taken over by another worker (a commit found the group moved on):
         #: apply nothing more to this object
         self.lost = False
 

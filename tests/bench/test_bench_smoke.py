@@ -25,9 +25,10 @@ COMMANDS = {
                 r"latency at 200 orders/s \(achieved [\d,]+/s\): p50 [\d.,]+ m?s, p95 [\d.,]+ m?s, p99 [\d.,]+ m?s "
                 r"over [\d,]+ orders; kept up: (yes|no)"),
     "compare": (["--orders", "100000", "--rates", "300", "--seconds", "3", "--warmup", "1"],
-                r"compare: default worker [\d,]+ orders/s \([\d.]+ of the ceiling, [\d.]+x the seed's design\), "
-                r"stock path [\d,]+/s, seed's design [\d,]+/s, ceiling [\d,]+/s \(100,000 orders, 6 partitions\) \| "
-                r"latency at 300 orders/s"),
+                r"compare: default worker [\d,]+ orders/s \([\d.]+ of the ceiling, [\d.]+ of Kafka Streams "
+                r"per-partition, [\d.]+x the seed's design\), stock path [\d,]+/s, Kafka Streams per-partition "
+                r"[\d,]+/s, global [\d,]+/s, seed's design [\d,]+/s, ceiling [\d,]+/s \(100,000 orders, 6 "
+                r"partitions\) \| latency at 300 orders/s"),
     "dlq": (["--letters", "2000"], r"dlq: 2,000 dead letters: list --json [\d.]+ s, peak RSS [\d,]+ MiB; "
                                    r"replay --all [\d.]+ s, peak RSS [\d,]+ MiB"),
     "recovery": (["--orders", "3000", "--stores", "memory"],

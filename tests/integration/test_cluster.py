@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -119,8 +120,9 @@ def test_losing_the_orders_leader_and_then_a_transaction_coordinator_loses_nothi
     leader, _count = leaders(names.orders).most_common(1)[0]
     lose(leader, "leader of the most orders partitions")
     first.wait_for(lambda s: s["orders"] >= 5_000, 120, "progress after the first broker came back")
-    coordinator = transaction_coordinator(f"{names.app_id}-partition-0")
-    lose(coordinator, "transaction coordinator of partition 0's producer")
+    # The worker's one producer: its transactional id is the app's, the host's and the web port's (no WORKER_ID).
+    coordinator = transaction_coordinator(f"{names.app_id}-{socket.gethostname()}-{first.port}")
+    lose(coordinator, "transaction coordinator of the first worker's producer")
     producing.finish()
     summary = first.wait_for(drained(len(orders)), 240, "every order counted or dead-lettered")
     longest = progress.finish()
