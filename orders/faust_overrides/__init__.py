@@ -11,7 +11,9 @@ override, then update the digest.
   (`AIOKafkaConsumerThread._create_worker_consumer` hard-codes
   read_uncommitted outside Faust's own exactly-once mode, and a 1.5 s
   `fetch_max_wait_ms`, which lowered to 100 ms no longer holds a
-  rebalance's offset lookups behind an idle fetch), and after each
+  rebalance's offset lookups behind an idle fetch; aiokafka's 50 MiB
+  `fetch_max_bytes` is capped at 4 MiB, so the records one fetch brings do
+  not grow with the partitions owned), and after each
   rebalance resumes every source partition at the partition state's next
   offset instead of the group's committed offset (`Consumer.perform_seek`;
   a seek that a newer rebalance overtook raises aiokafka's `IllegalStateError`

@@ -58,3 +58,29 @@ def test_a_seek_overtaken_by_a_rebalance_is_left_to_the_next_recovery(monkeypatc
     with caplog.at_level(logging.INFO, logger="orders"):
         asyncio.run(consumer.perform_seek())
     assert "seek skipped, the assignment changed meanwhile" in caplog.text
+
+
+def test_the_worker_consumer_reads_committed_waits_100_ms_and_fetches_at_most_4_mib(monkeypatch):
+    """What the worker's consumer changes in the AIOKafkaConsumer Faust builds (before start() builds its
+    fetcher from these attributes, which the digest of AIOKafkaConsumer.start holds)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    from orders.faust_overrides.consumer import ReadCommittedConsumerThread
+
+    async def build():
+        stock = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+        monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer",
+                            lambda self, transport: stock)
+        thread = ReadCommittedConsumerThread.__new__(ReadCommittedConsumerThread)
+        consumer = thread._create_worker_consumer(None)
+        await stock.stop()
+        return stock, consumer
+
+    stock, consumer = asyncio.run(build())
+    assert consumer is stock
+    assert consumer._isolation_level == "read_committed"
+    assert consumer._fetch_max_wait_ms == 100
+    assert consumer._fetch_max_bytes == 4 * 1024 * 1024
