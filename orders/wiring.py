@@ -130,10 +130,13 @@ class Runtime:
 class StateHooks:
     """What the Faust overrides ask the app (orders/faust_overrides/app.py)."""
 
-    def __init__(self, tasks: PartitionTasks, broker: Broker, changelog_topic: str) -> None:
+    def __init__(self, tasks: PartitionTasks, broker: Broker, changelog_topic: str,
+                 source_topics: frozenset[str]) -> None:
         self.tasks = tasks
         self.broker = broker
         self.changelog_topic = changelog_topic
+        #: the topics the partition tasks read (orders and retry)
+        self.source_topics = source_topics
 
     async def before_recovery(self, partitions: set[int]) -> None:
         await self.tasks.on_assigned(partitions)
@@ -242,7 +245,8 @@ def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
                       handler=handler, tasks=tasks, committer=committer, table=table, probes=probes,
                       replays=LedgerFollower(kafka_config, settings.replay_ledger_topic), record_batches=record_batches)
     app.record_batches = record_batches
-    app.state_hooks = StateHooks(tasks, broker, table.changelog_topic_name)
+    app.state_hooks = StateHooks(tasks, broker, table.changelog_topic_name,
+                                 frozenset({settings.orders_topic, settings.retry_topic}))
 
     @app.on_partitions_revoked.connect
     async def release_partitions(sender: Any, revoked: set[TP], **kwargs: Any) -> None:

@@ -15,7 +15,9 @@ override, then update the digest.
   `fetch_max_bytes` is capped at 4 MiB, so the records one fetch brings do
   not grow with the partitions owned), and after each
   rebalance resumes every source partition at the partition state's next
-  offset instead of the group's committed offset (`Consumer.perform_seek`;
+  offset instead of the group's committed offset, and a source partition
+  with neither back at offset 0, so records a dropped fetch had passed are
+  read again (`Consumer.perform_seek`;
   a seek that a newer rebalance overtook raises aiokafka's `IllegalStateError`
   from `SubscriptionState._assigned_state` and is left to that rebalance's recovery);
   after Faust's last commit at shutdown it commits no more, since a later

@@ -14,6 +14,9 @@ from .recovery import MarkerAwareTableManager
 
 
 class StateHooks(Protocol):
+    #: the topics the partition tasks read; the consumer seeks each of their partitions after a rebalance
+    source_topics: frozenset[str]
+
     async def before_recovery(self, partitions: set[int]) -> None:
         """The table's changelog partitions just assigned to this worker, before recovery reads them."""
 

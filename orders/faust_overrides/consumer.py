@@ -85,6 +85,11 @@ class OrdersConsumer(faust_aiokafka.Consumer):
         """Seek to the committed offsets (Faust), then move each source partition to the next offset its
         state has not applied: the group's committed offset may lag (replays, skipped cheaply) or, around
         rebalances, run ahead of what the state holds (records that would otherwise never be applied).
+        A source partition with neither (nothing applied, nothing committed: a retry partition whose
+        copies were never taken) goes back to its first offset, as a new assignment would: records the
+        fast path fetched and dropped (fetched while the flow was stopped, or of an older generation) are
+        then fetched again. Left where it was, its position stayed past them, and they waited until the
+        next rebalance (issue 19's CI: 87 retry copies held for over two minutes).
 
         A rebalance can take a partition away between reading the assignment and seeking it (aiokafka
         then raises IllegalStateError); the seek is moot then: the recovery after that rebalance seeks
@@ -97,6 +102,9 @@ class OrdersConsumer(faust_aiokafka.Consumer):
             assigned = self.assignment()
             offsets = {tp: offset for (topic, partition), offset in hooks.resume_offsets().items()
                        if (tp := TP(topic, partition)) in assigned}
+            offsets.update({tp: 0 for tp in assigned
+                            if tp.topic in hooks.source_topics and tp not in offsets
+                            and self._committed_offset.get(tp) is None})
             if offsets:
                 await self.seek_wait(offsets)
                 log.debug("resumed source partitions at %s", offsets)

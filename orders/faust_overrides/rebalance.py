@@ -47,3 +47,29 @@ def group_member(app: faust.App) -> GroupMember | None:
         return None
     return GroupMember(group_id=coordinator.group_id, generation=coordinator.generation,
                        member_id=coordinator.member_id, instance_id=coordinator._group_instance_id)
+
+
+def fetch_view(app: faust.App, tp: Any) -> str:
+    """How Faust and aiokafka see one source partition, for a stall's log line: in Faust's active set (what
+    `getmany` asks for) or paused or buffered, aiokafka's position, a pending offset reset, records fetched
+    and not yet taken."""
+    parts: list[str] = []
+    try:
+        consumer = app.consumer
+        parts += [f"active={tp in (consumer._active_partitions or ())}",
+                  f"faust-paused={tp in consumer._paused_partitions}",
+                  f"buffer-full={tp in consumer._buffered_partitions}"]
+        kafka_consumer = consumer._thread._consumer
+        assignment = kafka_consumer._subscription.subscription.assignment
+        key = next((candidate for candidate in assignment.tps
+                    if (candidate.topic, candidate.partition) == (tp.topic, tp.partition)), None)
+        if key is None:
+            parts.append("not in aiokafka's assignment")
+        else:
+            state = assignment.state_value(key)
+            parts += [f"position={state.position if state.has_valid_position else None}",
+                      f"awaiting-reset={state.awaiting_reset}",
+                      f"fetched-not-taken={key in kafka_consumer._fetcher._records}"]
+    except Exception as exc:  # a diagnostic: never the reason a check fails
+        parts.append(f"the consumer's view unavailable ({exc!r})")
+    return ", ".join(parts)

@@ -24,7 +24,7 @@ from typing import Any
 
 import faust
 
-from ..faust_overrides.rebalance import recovery_stalled_for, request_rebalance
+from ..faust_overrides.rebalance import fetch_view, recovery_stalled_for, request_rebalance
 from .lag import Watermarks, owned_partitions
 
 log = logging.getLogger("orders")
@@ -118,7 +118,7 @@ class Watchdog:
             if not await holds_records(tp, delivered + 1, highwater):
                 self.progress.settle(tp, highwater)
             elif self.may_ask((tp.topic, tp.partition), now):
-                log.warning("%s[%d]: records wait past offset %d but none was delivered for %.0fs; asking the "
-                            "group to rebalance", tp.topic, tp.partition, delivered, stalled)
+                log.warning("%s[%d]: records wait past offset %d but none was delivered for %.0fs (%s); asking "
+                            "the group to rebalance", tp.topic, tp.partition, delivered, stalled, fetch_view(app, tp))
                 await request_rebalance(app)
                 return

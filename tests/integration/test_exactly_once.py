@@ -7,6 +7,7 @@ fixed seed, so a failing schedule can be run again.
 """
 import random
 import signal
+import threading
 import time
 
 from tests.stack import USES_LOCAL_STACK, stack_command
@@ -170,3 +171,33 @@ def test_survivors_take_over_a_killed_workers_partitions_and_agree(names, start_
     summary = wait_until(agreed, 60, "both survivors' /average/ to agree on all six partitions")
     assert summary["partitions"] == 6
     assert_exact(orders, summary, read_all(names.dlq))
+
+
+def test_retry_copies_waiting_while_workers_join_and_one_dies_are_all_counted_without_a_stall(
+        names, start_worker, order_codec):
+    """One worker takes the first attempts alone; while its retry copies wait (3 s), two more join, one of them
+    dies at once. Retry partitions with nothing applied and nothing committed used to keep the position a
+    dropped fetch had reached, and their copies waited until the watchdog asked for a rebalance (or for
+    ever: the CI run that found it held 87 copies for over two minutes)."""
+    settings = dict(FLAKY, BROKER_SESSION_TIMEOUT_SECONDS=10, RETRY_DELAY_SECONDS=3)
+    first = start_worker("w0", **settings)
+    wait_for_topics(names.orders)
+    orders = orders_with_prices("j", 6_000)
+    produce_orders(order_codec, names.orders, orders)
+    first.wait_for(lambda s: s["orders"] >= 3_000, 120, "first attempts under way")
+    joined: dict[str, object] = {}
+    starters = [threading.Thread(target=lambda label=label: joined.__setitem__(label, start_worker(label, **settings)))
+                for label in ("w1", "w2")]
+    for starter in starters:
+        starter.start()
+    for starter in starters:
+        starter.join()
+    doomed, survivor = joined["w1"], joined["w2"]
+    wait_until(lambda: doomed.partition_stats() or None, 60, "the joining worker to own partitions")
+    doomed.kill()
+    first.wait_for(drained(len(orders)), 60, "every order resolved by the two survivors")
+    summary = wait_until(lambda: (s := first.summary()) and s["partitions"] == 6 and not s["unreachable_workers"]
+                         and s or None, 60, "a complete aggregate")
+    assert_exact(orders, summary, read_all(names.dlq))
+    for worker in (first, survivor):
+        assert "none was delivered" not in worker.log_text(), worker.log_tail()

@@ -84,3 +84,39 @@ def test_the_worker_consumer_reads_committed_waits_100_ms_and_fetches_at_most_4_
     assert consumer._isolation_level == "read_committed"
     assert consumer._fetch_max_wait_ms == 100
     assert consumer._fetch_max_bytes == 4 * 1024 * 1024
+
+
+def test_a_source_partition_with_no_state_offset_and_no_committed_offset_is_sought_to_its_start(monkeypatch):
+    """Records the fast path fetched and dropped (fetched while the flow was stopped, or of an older generation)
+    must be fetched again: after Faust's seek to the committed offsets, a source partition with neither a
+    state offset nor a committed offset goes back to offset 0, as a new assignment would. Other topics
+    (the changelog) are left to Faust."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+    from faust.types import TP
+
+    from orders.faust_overrides.consumer import OrdersConsumer
+
+    async def faust_seek(self):
+        self._committed_offset.update({TP("orders-retry", 2): 40})
+    monkeypatch.setattr(faust_aiokafka.Consumer, "perform_seek", faust_seek)
+    assigned = {TP(topic, n) for topic in ("orders", "orders-retry", "app-order-stats-changelog") for n in (1, 2)}
+    sought = {}
+
+    class Hooks:
+        source_topics = frozenset({"orders", "orders-retry"})
+
+        def resume_offsets(self):
+            return {("orders", 1): 500, ("orders", 2): 700}
+
+    consumer = OrdersConsumer.__new__(OrdersConsumer)
+    consumer._committed_offset = {}
+    consumer.app = type("App", (), {"state_hooks": Hooks()})()
+    consumer.assignment = lambda: assigned
+
+    async def seek_wait(offsets):
+        sought.update(offsets)
+    consumer.seek_wait = seek_wait
+    asyncio.run(consumer.perform_seek())
+    assert sought == {TP("orders", 1): 500, TP("orders", 2): 700, TP("orders-retry", 1): 0}
