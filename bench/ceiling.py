@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from dataclasses import dataclass
 
 import fastavro
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,25 +20,14 @@ from orders.domain.order import InvalidOrder, validate
 from orders.settings import Settings
 
 from .run import BenchFailure
+from .tally import Tally
 
 HEADER_BYTES = 5
 FETCH_TIMEOUT_MS = 1000
 IDLE_LIMIT_S = 30
 
 
-@dataclass
-class CeilingResult:
-    orders: int
-    total_micros: int
-    invalid: int
-    elapsed_s: float
-
-    @property
-    def rate(self) -> float:
-        return self.orders / self.elapsed_s if self.elapsed_s > 0 else float("inf")
-
-
-async def _read_all(settings: Settings, registry: SchemaCache, topic: str, partitions: int) -> CeilingResult:
+async def _read_all(settings: Settings, registry: SchemaCache, topic: str, partitions: int) -> Tally:
     consumer = AIOKafkaConsumer(**aiokafka_config(settings), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -83,9 +71,9 @@ async def _read_all(settings: Settings, registry: SchemaCache, topic: str, parti
         elapsed = time.monotonic() - started
     finally:
         await consumer.stop()
-    return CeilingResult(sum(orders.values()), sum(micros.values()), invalid, elapsed)
+    return Tally(sum(orders.values()), sum(micros.values()), elapsed, invalid=invalid)
 
 
-def measure_ceiling(settings: Settings, registry: SchemaCache, topic: str, partitions: int) -> CeilingResult:
+def measure_ceiling(settings: Settings, registry: SchemaCache, topic: str, partitions: int) -> Tally:
     """Read `topic` from the beginning to its current end; the time counts from the first fetch."""
     return asyncio.run(_read_all(settings, registry, topic, partitions))

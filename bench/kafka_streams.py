@@ -26,7 +26,6 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.worker_process import ROOT
@@ -35,6 +34,7 @@ from orders.client_config import registry_auth
 from .ceiling import measure_ceiling
 from .preload import preload
 from .run import BenchFailure, BenchRun, WorkerOptions, say
+from .tally import Tally
 
 KSTREAMS_DIR = ROOT / "bench" / "kstreams"
 JAR = KSTREAMS_DIR / "target" / "orders-kstreams.jar"
@@ -48,17 +48,6 @@ SECONDS_PER_ORDER_ALLOWED = 0.001
 IDLE_LIMIT_S = 60
 #: The app reads the registry's "user:password" from this variable (bench/kstreams OrdersStreams).
 REGISTRY_AUTH_ENV = "ORDERS_KSTREAMS_REGISTRY_AUTH"
-
-
-@dataclass
-class KafkaStreamsResult:
-    orders: int
-    total_micros: int
-    elapsed_s: float
-
-    @property
-    def rate(self) -> float:
-        return self.orders / self.elapsed_s if self.elapsed_s > 0 else float("inf")
 
 
 def _newest_source() -> float:
@@ -98,7 +87,7 @@ def _tail(path: Path, chars: int = 3000) -> str:
         return ""
 
 
-def measure_kafka_streams(run: BenchRun, count: int, mode: str) -> KafkaStreamsResult:
+def measure_kafka_streams(run: BenchRun, count: int, mode: str) -> Tally:
     """Let the Kafka Streams app (`mode`: per-partition or global) count the `count` orders preloaded into the run's
     orders topic, from the beginning; time from its first record to its last counted."""
     if mode not in MODES:
@@ -142,7 +131,7 @@ def measure_kafka_streams(run: BenchRun, count: int, mode: str) -> KafkaStreamsR
     orders, micros, last_ns, invalid = (int(word) for word in done[-1][1:])
     if invalid:
         raise BenchFailure(f"kafka streams {mode}: {invalid} invalid orders in a bench topic")
-    return KafkaStreamsResult(orders, micros, (last_ns - int(first[-1][1])) / 1e9)
+    return Tally(orders, micros, (last_ns - int(first[-1][1])) / 1e9)
 
 
 def kafka_streams(options: WorkerOptions, count: int) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import time
-from dataclasses import dataclass
 
 from confluent_kafka import DeserializingConsumer
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -21,22 +20,12 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from orders.domain.order import InvalidOrder, validate
 
 from .run import BenchFailure, BenchRun
+from .tally import Tally
 
 IDLE_LIMIT_S = 30
 
 
-@dataclass
-class SeedResult:
-    orders: int
-    total_micros: int
-    elapsed_s: float
-
-    @property
-    def rate(self) -> float:
-        return self.orders / self.elapsed_s if self.elapsed_s > 0 else float("inf")
-
-
-def measure_seed_design(run: BenchRun, count: int) -> SeedResult:
+def measure_seed_design(run: BenchRun, count: int) -> Tally:
     """Consume the run's orders topic from the beginning until `count` orders are in; time from the first.
 
     In a child process that is killed once it has reported: with a commit per message, the consumer's
@@ -67,7 +56,7 @@ def _consume(config: dict, registry_url: str, topic: str, group: str, count: int
         results.put(f"seed design: {exc!r}")
 
 
-def _consume_all(config: dict, registry_url: str, topic: str, group: str, count: int) -> SeedResult:
+def _consume_all(config: dict, registry_url: str, topic: str, group: str, count: int) -> Tally:
     registry = SchemaRegistryClient({"url": registry_url})
     consumer = DeserializingConsumer({
         **config, "group.id": group, "auto.offset.reset": "earliest",
@@ -95,4 +84,4 @@ def _consume_all(config: dict, registry_url: str, topic: str, group: str, count:
             raise BenchFailure(f"an invalid order in a bench topic: {exc}") from exc
         consumer.commit(message=msg, asynchronous=True)
     # No close(): it would wait for the coordinator to answer every commit still in flight.
-    return SeedResult(orders, micros, time.monotonic() - started)
+    return Tally(orders, micros, time.monotonic() - started)

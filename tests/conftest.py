@@ -15,21 +15,3 @@ def stack():
     if started_here:
         stack_command("down")
 
-
-#: The figures the real-stack tests measured ("[name] ..." lines they print), shown at the end of the run so
-#: that CI's output carries them: a passing test's output is otherwise not shown.
-_FIGURES: list[tuple[str, str]] = []
-
-
-def pytest_runtest_logreport(report):
-    if report.when == "call" and report.passed:
-        for line in report.capstdout.splitlines():
-            if line.startswith("["):
-                _FIGURES.append((report.nodeid, line))
-
-
-def pytest_terminal_summary(terminalreporter):
-    if _FIGURES:
-        terminalreporter.section("figures measured by the tests")
-        for nodeid, line in _FIGURES:
-            terminalreporter.write_line(f"{nodeid.rsplit('::', 1)[-1]}: {line}")

@@ -77,6 +77,14 @@ class Entry:
                               f"remove it with a tombstone for its key or fix DLQ_REPLAYED_TOPIC") from None
 
 
+def keyed_entry(record: Record) -> tuple[str, Entry | None]:
+    """A ledger record's key and entry; None for a tombstone (or an entry treated as not replayed)."""
+    if record.key is None:
+        raise LedgerError(f"ledger record {record.coordinates} has no key")
+    key = record.key.decode("utf-8", errors="replace")
+    return key, None if record.value is None else Entry.from_record(record)
+
+
 def fold(records: Iterable[Record]) -> dict[str, Entry]:
     """The current entry per key: the latest record wins, a tombstone removes the key.
 
@@ -84,10 +92,7 @@ def fold(records: Iterable[Record]) -> dict[str, Entry]:
     """
     entries: dict[str, Entry] = {}
     for record in records:
-        if record.key is None:
-            raise LedgerError(f"ledger record {record.coordinates} has no key")
-        key = record.key.decode("utf-8", errors="replace")
-        entry = None if record.value is None else Entry.from_record(record)
+        key, entry = keyed_entry(record)
         if entry is None:
             entries.pop(key, None)
         else:
@@ -140,10 +145,7 @@ class LedgerIndex:
         for batch in _batched(records, 2000):
             with self._lock, self._db:
                 for record in batch:
-                    if record.key is None:
-                        raise LedgerError(f"ledger record {record.coordinates} has no key")
-                    key = record.key.decode("utf-8", errors="replace")
-                    entry = None if record.value is None else Entry.from_record(record)
+                    key, entry = keyed_entry(record)
                     if entry is None:
                         self._db.execute("DELETE FROM entry WHERE key = ?", (key,))
                     else:
