@@ -89,12 +89,6 @@ class OrdersApp(TransactionalStateApp):
             await self._runtime.stop()
         await super().on_stop()
 
-    async def on_shutdown(self) -> None:
-        # After Faust's agents, timers and pages have stopped: nothing asks the broker any more.
-        await super().on_shutdown()
-        if self._runtime is not None:
-            self._runtime.broker.close()
-
 
 app = OrdersApp(
     settings.app_id,

@@ -46,13 +46,11 @@ class Broker:
     def __init__(self, config: Mapping[str, Any], timeout_s: float = READ_TIMEOUT_S) -> None:
         self.config = config
         self.timeout_s = timeout_s
-        self.offsets = reading.OffsetQueries(config)
 
     async def earliest_offset(self, topic: str, partition: int) -> int:
         """The oldest offset still in a partition."""
         return await until_answered(f"earliest offset of {topic}[{partition}]",
-                                    lambda: self.offsets.watermarks([(topic, partition)])[topic, partition][0],
-                                    self.timeout_s)
+                                    partial(reading.first_offset, self.config, topic, partition), self.timeout_s)
 
     async def read_page(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
         """Up to PAGE_RECORDS committed records of one partition with start <= offset < end."""
@@ -68,7 +66,7 @@ class Broker:
         """Each partition, as given ((topic, partition) or Faust's TP), -> (earliest offset, highwater); one
         attempt (a scrape or a check asks again)."""
         tps = list(tps)
-        marks = await asyncio.to_thread(self.offsets.watermarks, [(tp[0], tp[1]) for tp in tps])
+        marks = await asyncio.to_thread(reading.watermarks, self.config, [(tp[0], tp[1]) for tp in tps])
         return {tp: marks[(tp[0], tp[1])] for tp in tps}
 
     async def wait_until_settled(self, topic: str, partitions: list[int], timeout_s: float) -> None:
@@ -88,8 +86,3 @@ class Broker:
         return await until_answered(f"the last records of {topic}",
                                     partial(reading.last_records, self.config, topic, partitions),
                                     self.timeout_s if timeout_s is None else timeout_s)
-
-    def close(self) -> None:
-        """Close the client the offset questions share (once nothing asks any more: the worker's services have
-        stopped)."""
-        self.offsets.close()

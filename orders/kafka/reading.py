@@ -11,22 +11,13 @@ default), the way every consumer of the app's transactional outputs must.
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
-    TIMESTAMP_NOT_AVAILABLE,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
 
 from ..domain.headers import origin_key
 
@@ -79,51 +70,14 @@ def _watermarks(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
     return {p: _marks(consumer, topic, p) for p in found.partitions}
 
 
-class OffsetQueries:
-    """The offsets a running worker asks for again and again: the watchdog and /metrics ask for the watermarks of
-    every owned source partition every few seconds, each partition task for its partition's earliest offset.
-
-    One client for the worker's life (made at the first question, closed by `close`), and one ListOffsets
-    request per leader for all the partitions of a question: at 384 partitions a new consumer asking each
-    partition's two watermarks in turn took about 145 ms and 60 ms of CPU a round, this about 6 ms and 4 ms.
-    The highwater is the last stable offset, as for every reader here (`read_committed`): records of a
-    transaction still open are not waiting yet.
-    """
-
-    def __init__(self, config: Mapping[str, Any], timeout_s: float = 10.0) -> None:
-        self._config = config
-        self._timeout_s = timeout_s
-        self._consumer: Consumer | None = None
-        self._closed = False
-        self._lock = threading.Lock()
-
-    def watermarks(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
-        """(topic, partition) -> (oldest offset still in the log, offset the next committed record will get).
-        KafkaException when the broker does not answer in time or refuses a partition (an unknown one)."""
-        asked = list(dict.fromkeys(partitions))
-        if not asked:
-            return {}
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("offset queries are closed: the worker is stopping")
-            if self._consumer is None:
-                self._consumer = _consumer(self._config)
-            ends = {}
-            for end in (OFFSET_BEGINNING, OFFSET_END):
-                found = self._consumer.offsets_for_times(
-                    [TopicPartition(topic, partition, end) for topic, partition in asked], timeout=self._timeout_s)
-                for tp in found:
-                    if tp.error is not None:
-                        raise KafkaException(tp.error)
-                    ends.setdefault((tp.topic, tp.partition), []).append(tp.offset)
-        return {tp: (ends[tp][0], ends[tp][1]) for tp in asked}
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            consumer.close()
+def watermarks(config: Mapping[str, Any], partitions: Iterable[tuple[str, int]]
+               ) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (oldest offset still in the log, offset the next record will get)."""
+    consumer = _consumer(config)
+    try:
+        return {(topic, partition): _marks(consumer, topic, partition) for topic, partition in partitions}
+    finally:
+        consumer.close()
 
 
 def ping(config: Mapping[str, Any], topic: str, timeout_s: float) -> None:
@@ -178,6 +132,11 @@ def wait_for_open_transactions(config: Mapping[str, Any], topic: str, partitions
     finally:
         committed.close()
         uncommitted.close()
+
+
+def first_offset(config: Mapping[str, Any], topic: str, partition: int) -> int:
+    """The oldest offset still in a partition (its low watermark)."""
+    return watermarks(config, [(topic, partition)])[topic, partition][0]
 
 
 def end_offsets(config: Mapping[str, Any], topic: str) -> dict[int, int]:

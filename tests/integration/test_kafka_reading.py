@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from orders.kafka import producing, reading
 
@@ -72,34 +69,3 @@ def test_a_new_owner_waits_for_a_transaction_left_open_and_goes_on_once_it_ends(
     had, waited = reading.wait_for_open_transactions(KAFKA_CONFIG, topic, [0, 1], 20)
     assert had == [0] and 0.5 < waited < 10
     assert reading.last_records(KAFKA_CONFIG, topic, [0])[0].value == b"pending", "the record it waited for"
-
-
-def test_offset_queries_give_the_log_start_and_the_last_stable_offset_of_every_partition_asked(names):
-    """The watchdog's, the lag's and the tasks' question: records of a transaction still open are not waiting yet,
-    and records deleted from the log's start are not there to read."""
-    topic = f"{names.app_id}-marks"
-    create_topic(topic, partitions=3)
-    write_in_transactions(topic, [([f"c{i}" for i in range(6)], True)])  # offsets 0-5, the marker 6
-    admin = AdminClient(KAFKA_CONFIG)
-    admin.delete_records([TopicPartition(topic, 0, 2)])[TopicPartition(topic, 0, 2)].result(30)
-    producer = producing.producer(KAFKA_CONFIG, **{"transactional.id": f"{topic}-left-open"})
-    producer.init_transactions(30)
-    producer.begin_transaction()
-    for value in (b"p1", b"p2"):
-        producing.produce(producer, topic, key=b"k", value=value, partition=0, on_delivery=lambda err, msg: None)
-    producer.flush(30)
-
-    queries = reading.OffsetQueries(KAFKA_CONFIG)
-    try:
-        assert queries.watermarks([(topic, 0), (topic, 2), (topic, 0)]) == {(topic, 0): (2, 7), (topic, 2): (0, 0)}
-        producer.commit_transaction(30)
-        deadline = time.monotonic() + 10  # the coordinator writes the commit's markers after the commit returns
-        while queries.watermarks([(topic, 0)])[topic, 0] != (2, 10) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert queries.watermarks([(topic, 0)]) == {(topic, 0): (2, 10)}, "two records and their marker"
-        with pytest.raises(KafkaException, match="Unknown partition"):
-            queries.watermarks([(topic, 5)])
-    finally:
-        queries.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        queries.watermarks([(topic, 0)])
