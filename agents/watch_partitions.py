@@ -3,21 +3,21 @@ import logging
 
 from confluent_kafka import KafkaException
 
-from orders.app import app, orders_topic, retry_topic
+from orders.app import app
 from orders.ops import watchdog
 from orders.ops.guarded import never_raises
 
 log = logging.getLogger("orders")
 _watchdog = watchdog.Watchdog()
-_source_names = {orders_topic.get_topic_name(), retry_topic.get_topic_name()}
 
 
 @app.timer(watchdog.CHECK_INTERVAL_S)
 @never_raises("the stall check")
 async def watch_partitions() -> None:
-    tasks, broker = app.runtime.tasks, app.runtime.broker
+    runtime = app.runtime
+    tasks, broker = runtime.tasks, runtime.broker
     try:
-        await _watchdog.check(app, _source_names, lambda tp: tasks.received_offset(tp.topic, tp.partition),
+        await _watchdog.check(app, runtime.source_names, lambda tp: tasks.received_offset(tp.topic, tp.partition),
                               tasks.holding, lambda tp, start, end: broker.holds_records(tp.topic, tp.partition,
                                                                                           start, end),
                               broker.watermarks)

@@ -82,6 +82,8 @@ class Runtime:
     probes: ServiceProbes
     #: what `dlq replay` replayed (the dead-letter panel, the outstanding dead letters)
     replays: LedgerFollower
+    #: the names of the topics the partition tasks read (orders and retry)
+    source_names: frozenset[str] = frozenset()
     #: topic name -> the fast path's hand-over to that topic's agent (empty: Faust's stock path)
     record_batches: dict[str, RecordBatches] = field(default_factory=dict)
 
@@ -235,18 +237,19 @@ def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
         request_rebalance=lambda: request_rebalance(app),
         on_blocked=lambda number, blocked: metrics.set_partition_blocked(number, blocked is not None),
         chunk=settings.batch_max_records)
-    record_batches = {topic.get_topic_name(): RecordBatches(app, settings.batch_max_records)
-                      for topic in source_topics} if settings.fast_path else {}
+    source_names = frozenset(topic.get_topic_name() for topic in source_topics)
+    record_batches = {name: RecordBatches(app, settings.batch_max_records)
+                      for name in source_names} if settings.fast_path else {}
     probes = ServiceProbes({
         "Kafka": partial(reading.ping, kafka_config, settings.orders_topic, PROBE_TIMEOUT_S),
         "the schema registry": partial(registry.cache.ping, PROBE_TIMEOUT_S)})
     runtime = Runtime(settings=settings, kafka_config=kafka_config, registry=registry, codec=codec, policy=policy,
                       broker=broker, metrics_registry=metrics_registry, metrics=metrics, activity=activity,
                       handler=handler, tasks=tasks, committer=committer, table=table, probes=probes,
-                      replays=LedgerFollower(kafka_config, settings.replay_ledger_topic), record_batches=record_batches)
+                      replays=LedgerFollower(kafka_config, settings.replay_ledger_topic), source_names=source_names,
+                      record_batches=record_batches)
     app.record_batches = record_batches
-    app.state_hooks = StateHooks(tasks, broker, table.changelog_topic_name,
-                                 frozenset({settings.orders_topic, settings.retry_topic}))
+    app.state_hooks = StateHooks(tasks, broker, table.changelog_topic_name, source_names)
 
     @app.on_partitions_revoked.connect
     async def release_partitions(sender: Any, revoked: set[TP], **kwargs: Any) -> None:

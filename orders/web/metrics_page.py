@@ -16,7 +16,7 @@ import logging
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..app import app, orders_topic, retry_topic, settings, stats_table
+from ..app import app, settings, stats_table
 from ..domain.partition_state import Aggregate
 from ..ops.lag import consumer_lag, partition_lag
 from .pages import dead_letter_figures
@@ -26,7 +26,6 @@ log = logging.getLogger("orders")
 
 #: How long a scrape waits for the broker's offsets before it serves the page without lag.
 OFFSETS_TIMEOUT_S = 5.0
-_SOURCE_NAMES = {orders_topic.get_topic_name(), retry_topic.get_topic_name()}
 
 
 def _lag_of(tp, highwater: int, earliest: int) -> int:
@@ -44,8 +43,8 @@ async def prometheus_metrics(web, request):
     """Prometheus text format: the app's, Faust's and the process's metrics."""
     runtime = app.runtime
     try:
-        lag = await asyncio.wait_for(consumer_lag(app.consumer, _SOURCE_NAMES, _lag_of, runtime.broker.watermarks),
-                                     OFFSETS_TIMEOUT_S)
+        lag = await asyncio.wait_for(
+            consumer_lag(app.consumer, runtime.source_names, _lag_of, runtime.broker.watermarks), OFFSETS_TIMEOUT_S)
     except Exception as exc:  # the page still serves everything else; absent lag series show the gap
         log.warning("/metrics: consumer lag unavailable: %r", exc)
         lag = {}
