@@ -19,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FAUST = Path(sys.executable).parent / "faust"
+#: dumps a stuck worker's threads into a timeout's message (requirements-dev.txt)
+PY_SPY = Path(sys.executable).parent / "py-spy"
 #: How often /average/ is asked; each request costs the worker a little CPU.
 POLL_INTERVAL_S = 0.1
 START_TIMEOUT_S = 120
@@ -106,6 +108,19 @@ class WorkerProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
 
+    def stacks(self) -> str:
+        """Every thread's Python stack in the running worker (py-spy dump): what a stuck worker waits on."""
+        if self.proc is None or self.proc.poll() is not None:
+            return "(no stacks: the worker is not running)"
+        if not PY_SPY.exists():
+            return f"(no stacks: {PY_SPY} is not installed)"
+        try:
+            done = subprocess.run([str(PY_SPY), "dump", "--pid", str(self.pid)], capture_output=True, text=True,
+                                  timeout=30)
+        except subprocess.TimeoutExpired:
+            return "(no stacks: py-spy dump took more than 30 s)"
+        return done.stdout if done.returncode == 0 else f"(no stacks: py-spy dump said {done.stderr.strip()})"
+
     def check_alive(self) -> None:
         assert self.proc is not None, "not started"
         if self.proc.poll() is not None:
@@ -127,7 +142,8 @@ class WorkerProcess:
                     return seen, summary
             time.sleep(POLL_INTERVAL_S)
         raise WorkerProcessError(f"{self.label}: timed out after {timeout_s:.0f} s waiting for {what}; "
-                                 f"last /average/ {last}\n{self.log_tail()}")
+                                 f"last /average/ {last}\n{self.log_tail()}\n{self.label}'s threads:\n"
+                                 f"{self.stacks()}")
 
     def wait_for(self, predicate: Callable[[dict], bool], timeout_s: float, what: str) -> dict:
         """Poll /average/ until `predicate` holds; return that summary."""

@@ -24,21 +24,25 @@ same host and web port) fences the earlier one at `start()` and aborts what
 it left open.
 
 librdkafka's calls that wait (init, flush, offsets, commit, abort) run one at
-a time in the producer's own thread; produce() only queues and returns.
+a time in the producer's own thread; produce() only queues and returns. A
+call that does not return within its bound (librdkafka can ignore its own
+timeout when a broker goes away: `call_thread`) makes the producer unusable
+(`Failure.FATAL`): whether its transaction committed is not known, so its
+partitions are given up and read again by their next owner, and a new
+producer with the same transactional id fences it.
 """
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
+from .call_thread import CallStuck, CallThread
 from .producing import FENCED_OR_FATAL, MAX_MESSAGE_BYTES, error_text, produce
 from .records import SourceRecord, coordinates
 
@@ -46,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: How long one init, flush, offsets, commit or abort call may take before it counts as failed.
 CALL_TIMEOUT_S = 30.0
+#: How long the event loop waits for such a call before the producer counts as stuck in librdkafka.
+CALL_BOUND_S = CALL_TIMEOUT_S + 10.0
 #: The broker aborts a transaction left open this long (its producer died mid-commit and no producer with the
 #: same transactional id came back); the next owner of its partitions waits for that (Kafka Streams' default).
 TRANSACTION_TIMEOUT_MS = 10_000
@@ -126,13 +132,16 @@ class WorkerProducer:
     """The worker's transactional producer. Not safe for concurrent use: the committer calls one method at a
     time, and the records of one transaction are produced between `begin()` and `commit()`/`abort()`."""
 
-    def __init__(self, config: Mapping[str, Any], transactional_id: str) -> None:
+    def __init__(self, config: Mapping[str, Any], transactional_id: str, *, call_timeout_s: float = CALL_TIMEOUT_S,
+                 call_bound_s: float = CALL_BOUND_S) -> None:
         self.transactional_id = transactional_id
+        self.call_timeout_s = call_timeout_s
+        self.call_bound_s = call_bound_s
         self._producer = Producer({
             **config, "transactional.id": transactional_id, "enable.idempotence": True, "acks": "all",
             "message.max.bytes": MAX_MESSAGE_BYTES, "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
             "linger.ms": 5, "log_level": 2})
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="transactions")
+        self._calls = CallThread("transactions")
         self.in_transaction = False
         #: the first record of the open transaction the broker refused (its delivery report said why)
         self.refusal: Refusal | None = None
@@ -140,7 +149,7 @@ class WorkerProducer:
     async def start(self) -> None:
         """Register the transactional id with the broker: fences earlier producers of the same id and aborts
         what they left open."""
-        await self._call(self._producer.init_transactions, CALL_TIMEOUT_S)
+        await self._call("init_transactions", self._producer.init_transactions)
 
     def begin(self) -> None:
         try:
@@ -185,7 +194,7 @@ class WorkerProducer:
             if left:
                 raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{left} record(s) not acknowledged "
                                                 f"within {timeout_s:.0f}s"))
-        await self._call(flush, CALL_TIMEOUT_S)
+        await self._call("flush", flush)
         if self.refusal is not None:
             raise TransactionError(Failure.ABORT, "the broker refused a record", self.refusal)
 
@@ -193,13 +202,13 @@ class WorkerProducer:
         """Commit `offsets` to the member's group within the open transaction; the group coordinator refuses
         them unless the member is still the group's at that generation (Failure.LOST)."""
         metadata = member.librdkafka_metadata()
-        await self._call(lambda timeout_s: self._producer.send_offsets_to_transaction(
-            list(offsets), metadata, timeout_s), CALL_TIMEOUT_S)
+        await self._call("send_offsets_to_transaction", lambda timeout_s: self._producer.send_offsets_to_transaction(
+            list(offsets), metadata, timeout_s))
 
     async def commit(self) -> None:
         """Commit the open transaction; TransactionError says what to do next."""
         try:
-            await self._call(self._producer.commit_transaction, CALL_TIMEOUT_S)
+            await self._call("commit_transaction", self._producer.commit_transaction)
         except TransactionError as exc:
             raise TransactionError(exc.failure, str(exc), self.refusal) from exc
         self.in_transaction = False
@@ -207,23 +216,32 @@ class WorkerProducer:
     async def abort(self) -> None:
         """Abort the open transaction (a no-op without one): nothing it queued becomes visible."""
         if self.in_transaction:
-            await self._call(self._producer.abort_transaction, CALL_TIMEOUT_S)
+            await self._call("abort_transaction", self._producer.abort_transaction)
             self.in_transaction = False
 
     def close(self) -> None:
         """Drop the producer; an open transaction is aborted by the broker (or by the next producer's start).
 
         A fenced producer is in a fatal state, and librdkafka raises it from every call, flush
-        included: here that is the expected end, not an error."""
-        try:
-            self._producer.flush(0)
-        except KafkaException as exc:
-            log.info("producer %s closed in a fatal state (%s): its open transaction, if any, is aborted",
-                     self.transactional_id, error_text(exc))
-        self._thread.shutdown(wait=False)
+        included: here that is the expected end, not an error. A producer stuck in a call is left to its
+        thread untouched: a call on the event loop could wait on the same stuck state."""
+        if self._calls.stuck is not None:
+            log.warning("producer %s abandoned while %s is stuck in librdkafka; a new producer with the same "
+                        "transactional id fences it", self.transactional_id, self._calls.stuck)
+        else:
+            try:
+                self._producer.flush(0)
+            except KafkaException as exc:
+                log.info("producer %s closed in a fatal state (%s): its open transaction, if any, is aborted",
+                         self.transactional_id, error_text(exc))
+        self._calls.close()
 
-    async def _call(self, method: Callable[[float], Any], timeout_s: float) -> None:
+    async def _call(self, what: str, method: Callable[[float], Any]) -> None:
         try:
-            await asyncio.get_running_loop().run_in_executor(self._thread, method, timeout_s)
+            await self._calls.call(what, method, self.call_timeout_s, bound_s=self.call_bound_s)
+        except CallStuck as exc:
+            raise TransactionError(Failure.FATAL, f"producer {self.transactional_id}: {exc} (librdkafka's own "
+                                   f"timeout is {self.call_timeout_s:.0f}s); whether its transaction "
+                                   f"committed is not known") from exc
         except KafkaException as exc:
             raise classify(exc) from exc
