@@ -127,6 +127,9 @@ def parser() -> argparse.ArgumentParser:
                        help="orders per second sent while the second worker joins")
     parts.add_argument("--faust-metrics", action="store_true",
                        help="keep Faust's Prometheus sensor on (FAUST_METRICS=true); off by default")
+    parts.add_argument("--rounds", type=_positive_int, default=1,
+                       help="measure every count this many times, one count after the other in each round; the "
+                            "summary gives the median rate and ratio")
     parts.add_argument("--keep-logs", type=Path, metavar="DIR",
                        help="copy the workers' logs and the rebalance timeline (CSV) to DIR")
     return root
@@ -134,7 +137,8 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> str:
     if args.figure == "partitions":
-        return partitions(args.partitions, args.orders, args.rebalance_rate, args.faust_metrics, args.keep_logs)
+        return partitions(args.partitions, args.orders, args.rebalance_rate, args.faust_metrics, args.keep_logs,
+                          args.rounds)
     options = WorkerOptions(partitions=args.partitions, faust_metrics=args.faust_metrics,
                             table_store=STORES[getattr(args, "store", "memory")])
     if args.figure == "throughput":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import statistics
 import threading
 import time
 from collections import Counter
@@ -445,20 +446,44 @@ def _write_timeline(path: Path, samples: list[Sample], b_started: float) -> None
 # -- the figure ---------------------------------------------------------------------------------------------
 
 def partitions(counts: list[int], orders: int, rate: float, faust_metrics: bool = False,
-               keep_logs: Path | None = None) -> str:
-    rows = []
-    for p in counts:
-        options = WorkerOptions(partitions=p, faust_metrics=faust_metrics)
-        rows.append(measure(options, orders, rate, keep_logs))
-    base = rows[0].rate
-    say(f"{'partitions':>10} {'orders/s':>9} {'ratio':>6} {'peak RSS MiB':>12} {'peak threads':>12} "
+               keep_logs: Path | None = None, rounds: int = 1) -> str:
+    """Each round measures every count in turn, so the rounds' ratios to the first count are taken minutes
+    apart, not a whole run apart: on a noisy machine the median over rounds is the figure to read."""
+    by_round = []
+    for round_no in range(1, rounds + 1):
+        rows = []
+        for p in counts:
+            if rounds > 1:
+                say(f"round {round_no} of {rounds}: {p} partitions")
+            options = WorkerOptions(partitions=p, faust_metrics=faust_metrics)
+            rows.append(measure(options, orders, rate, keep_logs))
+        by_round.append(rows)
+    say(f"{'round':>5} {'partitions':>10} {'orders/s':>9} {'ratio':>6} {'peak RSS MiB':>12} {'peak threads':>12} "
         f"{'threads end':>11} {'TCP conns':>9} {'stall s':>7} {'B owns s':>8} {'resumed s':>9}")
-    for row in rows:
-        owns, resumed = ("-" if value is None else f"{value:.2f}"
-                         for value in (row.rebalance.b_owns_s, row.rebalance.resumed_s))
-        say(f"{row.partitions:>10} {row.rate:>9,.0f} {row.rate / base:>6.2f} {row.peak_rss / MIB:>12,.0f} "
-            f"{row.peak_threads:>12} {row.drain_threads:>11} {row.connections.tcp:>9} "
-            f"{row.rebalance.stall_s:>7.2f} {owns:>8} {resumed:>9}")
-    parts = [f"{row.partitions}: {row.rate:,.0f}/s, {row.peak_rss / MIB:,.0f} MiB, {row.peak_threads} threads, "
-             f"rebalance {row.rebalance.stall_s:.2f} s" for row in rows]
-    return f"partitions: {' | '.join(parts)} ({orders:,} orders each)"
+    for round_no, rows in enumerate(by_round, 1):
+        base = rows[0].rate
+        for row in rows:
+            owns, resumed = ("-" if value is None else f"{value:.2f}"
+                             for value in (row.rebalance.b_owns_s, row.rebalance.resumed_s))
+            say(f"{round_no:>5} {row.partitions:>10} {row.rate:>9,.0f} {row.rate / base:>6.2f} "
+                f"{row.peak_rss / MIB:>12,.0f} {row.peak_threads:>12} {row.drain_threads:>11} "
+                f"{row.connections.tcp:>9} {row.rebalance.stall_s:>7.2f} {owns:>8} {resumed:>9}")
+    return summary_line(counts, by_round, orders)
+
+
+def summary_line(counts: list[int], by_round: list[list[Row]], orders: int) -> str:
+    """The result line: per count, the median rate over the rounds, the largest peak RSS, threads and stall, and
+    (with more than one round) the median of the rounds' ratios to the first count, each round's after it."""
+    rounds = len(by_round)
+    parts = []
+    for i, p in enumerate(counts):
+        rows = [round_rows[i] for round_rows in by_round]
+        ratios = [round_rows[i].rate / round_rows[0].rate for round_rows in by_round]
+        part = (f"{p}: {statistics.median(row.rate for row in rows):,.0f}/s, "
+                f"{max(row.peak_rss for row in rows) / MIB:,.0f} MiB, {max(row.peak_threads for row in rows)} threads, "
+                f"rebalance {max(row.rebalance.stall_s for row in rows):.2f} s")
+        if rounds > 1 and i > 0:
+            part += f", ratio {statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)})"
+        parts.append(part)
+    per = "each" if rounds == 1 else f"each, {rounds} rounds: median rate, largest RSS, threads and stall"
+    return f"partitions: {' | '.join(parts)} ({orders:,} orders {per})"
