@@ -13,7 +13,11 @@ override, then update the digest.
   `fetch_max_wait_ms`, which lowered to 100 ms no longer holds a
   rebalance's offset lookups behind an idle fetch; aiokafka's 50 MiB
   `fetch_max_bytes` is capped at 4 MiB, so the records one fetch brings do
-  not grow with the partitions owned), and after each
+  not grow with the partitions owned, and each partition's share of a fetch
+  shrinks as more partitions are assigned, so what is fetched ahead of the
+  agents does not either: `ConsumerThread.on_partitions_assigned` sets
+  `Fetcher._max_partition_fetch_bytes`, which `_get_actions_per_node` puts
+  in each request), and after each
   rebalance resumes every source partition at the partition state's next
   offset instead of the group's committed offset, and a source partition
   with neither back at offset 0, so records a dropped fetch had passed are
@@ -83,6 +87,9 @@ UPSTREAM = {
     "faust.transport.consumer.Consumer._wait_next_records": "6218e1969a636b3f",
     "faust.transport.consumer.Consumer.on_partitions_revoked": "d04b7ae72c6fc206",
     "faust.transport.consumer.Consumer.on_partitions_assigned": "29ce96596f05a18c",
+    # consumer.py partition_fetch_bytes: set on the thread's assignment; each fetch request reads it
+    "faust.transport.consumer.ConsumerThread.on_partitions_assigned": "e59e8dda43724bd4",
+    "aiokafka.consumer.fetcher.Fetcher._get_actions_per_node": "1dab2cf937d165d0",
     # recovery.py: where recovery ends
     "faust.tables.recovery.Recovery._build_highwaters": "91b4cc0d3724ae7b",
     "faust.tables.recovery.Recovery.active_remaining": "0dcc38568ad5018b",

@@ -5,6 +5,7 @@ import inspect
 from importlib.metadata import version
 
 import pytest
+from faust.types import TP
 
 from orders.faust_overrides import PINNED, UPSTREAM
 
@@ -120,3 +121,38 @@ def test_a_source_partition_with_no_state_offset_and_no_committed_offset_is_soug
     consumer.seek_wait = seek_wait
     asyncio.run(consumer.perform_seek())
     assert sought == {TP("orders", 1): 500, TP("orders", 2): 700, TP("orders-retry", 1): 0}
+
+
+@pytest.mark.parametrize("assigned, fetch_bytes", [
+    (18, 932_067),       # 6 partitions of orders, retry copies and changelog: 16 MiB over them
+    (144, 116_508),      # 48 of each
+    (576, 32 * 1024),    # 192 of each: the floor
+    (8, 1024 * 1024),    # few: aiokafka's default, the ceiling
+    (0, 1024 * 1024)])
+def test_each_partitions_fetch_shrinks_with_the_partitions_assigned_so_the_read_ahead_stays_bounded(
+        assigned, fetch_bytes):
+    from orders.faust_overrides.consumer import partition_fetch_bytes
+    assert partition_fetch_bytes(assigned) == fetch_bytes
+
+
+def test_an_assignment_sizes_the_fetchers_partition_fetches_before_faust_handles_it(monkeypatch):
+    """The size is set in the consumer's thread, before Faust's handling of the assignment (which seeks, and
+    after which the fetcher's next requests go out)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from faust.transport.consumer import ConsumerThread
+
+    from orders.faust_overrides.consumer import ReadCommittedConsumerThread
+
+    fetcher = SimpleNamespace(_max_partition_fetch_bytes=1024 * 1024)
+    seen = []
+
+    async def faust_handles(self, assigned, generation_id=0):
+        seen.append((len(assigned), generation_id, fetcher._max_partition_fetch_bytes))
+    monkeypatch.setattr(ConsumerThread, "on_partitions_assigned", faust_handles)
+    thread = ReadCommittedConsumerThread.__new__(ReadCommittedConsumerThread)
+    thread._ensure_consumer = lambda: SimpleNamespace(_fetcher=fetcher)
+    assigned = {TP("orders", p) for p in range(576)}
+    asyncio.run(thread.on_partitions_assigned(assigned, 7))
+    assert seen == [(576, 7, 32 * 1024)]
