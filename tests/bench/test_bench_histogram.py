@@ -6,6 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from bench.histogram import buckets_from_text, delta, overflowed, quantile
+from bench.latency import LATENCY_METRIC, measured_buckets
 from orders.ops.metrics import LATENCY_BUCKETS
 
 INF = math.inf
@@ -64,3 +65,30 @@ def test_buckets_are_read_from_the_text_format_by_metric_name():
     assert buckets_from_text(text, "lat") == {0.5: 2.0, INF: 3.0}
     with pytest.raises(ValueError):
         buckets_from_text(text, "missing")
+
+
+def _latency_scrapes(*phases: list[float]) -> list[str]:
+    """The worker's latency histogram scraped after each phase of observations."""
+    registry = CollectorRegistry()
+    histogram = Histogram(LATENCY_METRIC, "test", buckets=LATENCY_BUCKETS, registry=registry)
+    scrapes = []
+    for phase in phases:
+        for value in phase:
+            histogram.observe(value)
+        scrapes.append(generate_latest(registry).decode())
+    return scrapes
+
+
+def test_the_latency_bench_measures_only_the_orders_counted_after_the_warmup_scrape():
+    primed, warmed, final = _latency_scrapes([9.0] * 6, [1.5] * 300, [0.004] * 900)
+    buckets, warmup_included = measured_buckets(primed, warmed, final)
+    assert (buckets[INF], warmup_included) == (900, False)
+    assert quantile(0.99, buckets) < 0.01
+
+
+def test_a_warmup_scrape_that_already_holds_every_order_falls_back_to_all_orders_after_the_priming_ones():
+    # The worker fell behind by the whole window: warm-up and measured orders land in one commit.
+    primed, warmed, final = _latency_scrapes([9.0] * 6, [1.5] * 300 + [0.9] * 900, [])
+    buckets, warmup_included = measured_buckets(primed, warmed, final)
+    assert (buckets[INF], warmup_included) == (1200, True)
+    assert buckets[5.0] == 1200  # the primers' 9 s are left out
