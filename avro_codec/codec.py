@@ -40,6 +40,9 @@ class AvroRecordCodec(Codec):
         self._schema_id: int | None = None
         # writer schema id -> reader schema to resolve to (None when identical)
         self._resolution: dict[int, dict[str, Any] | None] = {}
+        # a valid 5-byte header whose writer schema is cached -> (schema id, writer, reader): the hot path's
+        # one look-up per record (a schema id names the same schema for good, so this never goes stale)
+        self._plans: dict[bytes, tuple[int, dict[str, Any], dict[str, Any] | None]] = {}
 
     # -- encoding ------------------------------------------------------------
 
@@ -97,10 +100,17 @@ class AvroRecordCodec(Codec):
             self._resolution[schema_id] = None if same else self.schema
         return self._resolution[schema_id]
 
-    def decode_with(self, schema_id: int, body: memoryview, writer: dict[str, Any]) -> dict[str, Any]:
-        stream = io.BytesIO(body)
+    def decode_with(self, schema_id: int, data: bytes, writer: dict[str, Any]) -> dict[str, Any]:
+        """The record in framed `data` (its header checked already), read with `writer`."""
+        return self._read(schema_id, data, writer, self._reader_for(schema_id, writer))
+
+    def _read(self, schema_id: int, data: bytes, writer: dict[str, Any], reader: dict[str, Any] | None
+              ) -> dict[str, Any]:
+        """The record in framed `data`, read with `writer` and resolved to `reader` (None: the same schema)."""
+        stream = io.BytesIO(data)
+        stream.seek(wire.HEADER_BYTES)
         try:
-            record = fastavro.schemaless_reader(stream, writer, self._reader_for(schema_id, writer))
+            record = fastavro.schemaless_reader(stream, writer, reader)
         except fastavro.read.SchemaResolutionError as exc:
             raise AvroCodecError("incompatible-schema",
                                  f"writer schema {schema_id} cannot be read as {self.raw_schema['name']}: {exc}"
@@ -108,27 +118,35 @@ class AvroRecordCodec(Codec):
         except Exception as exc:  # fastavro signals bad bytes with many types
             raise AvroCodecError("corrupt-body", f"Avro body does not decode with schema {schema_id}: "
                                  f"{type(exc).__name__}: {exc}") from exc
-        if stream.tell() != len(body):
-            raise AvroCodecError("corrupt-body", f"{len(body) - stream.tell()} bytes left over after the "
+        if stream.tell() != len(data):
+            raise AvroCodecError("corrupt-body", f"{len(data) - stream.tell()} bytes left over after the "
                                  f"record: not a record of schema {schema_id}")
         if not isinstance(record, dict):
             raise AvroCodecError("incompatible-schema", f"schema {schema_id} is not a record schema")
         return record
 
     def _loads(self, data: bytes) -> dict[str, Any]:
-        schema_id, body = wire.unframe(data)
-        return self.decode_with(schema_id, body, self.registry.writer_schema(schema_id))
+        schema_id, _body = wire.unframe(data)
+        return self.decode_with(schema_id, data, self.registry.writer_schema(schema_id))
 
     async def decode(self, data: bytes | None) -> dict[str, Any]:
         """Decode without blocking the event loop: the registry is asked only on a cache miss."""
-        schema_id, body = wire.unframe(data)
+        schema_id, _body = wire.unframe(data)
         writer = self.registry.cached(schema_id)
         if writer is None:
             writer = await self.registry.fetch(schema_id)
-        return self.decode_with(schema_id, body, writer)
+        return self.decode_with(schema_id, data, writer)
 
     def decode_cached(self, data: bytes | None) -> dict[str, Any] | None:
         """Decode when the writer schema is cached (no waiting: the hot path); None when it is not."""
-        schema_id, body = wire.unframe(data)
-        writer = self.registry.cached(schema_id)
-        return None if writer is None else self.decode_with(schema_id, body, writer)
+        # bytes only: a bytearray's slice cannot be a key (None and b"" fall through to unframe's errors)
+        plan = self._plans.get(data[:wire.HEADER_BYTES]) if type(data) is bytes else None
+        if plan is None:
+            schema_id, _body = wire.unframe(data)  # a clear error for a header that is not Confluent framing
+            writer = self.registry.cached(schema_id)
+            if writer is None:
+                return None
+            plan = self._plans[bytes(data[:wire.HEADER_BYTES])] = (schema_id, writer,
+                                                                   self._reader_for(schema_id, writer))
+        schema_id, writer, reader = plan
+        return self._read(schema_id, data, writer, reader)

@@ -7,6 +7,8 @@ from .errors import AvroCodecError
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
+#: the magic byte and the schema id
+HEADER_BYTES = _HEADER.size
 
 
 def frame(schema_id: int, body: bytes) -> bytes:

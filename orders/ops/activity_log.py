@@ -42,6 +42,12 @@ class ActivityLog:
         self._left_out += 1
         return False
 
+    def record_without_lines(self, kind: str, events: int) -> None:
+        """Count `events` of `kind` that get no line of their own (the caller found this second's share
+        used up by `record`), without asking the clock for each."""
+        self._counts[kind] += events
+        self._left_out += events
+
     def summary(self, totals: Aggregate) -> str | None:
         """The line for the interval since the last summary, or None when every event had its own line."""
         now = self._clock()

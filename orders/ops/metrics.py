@@ -3,16 +3,18 @@
 Pure prometheus_client, no Faust: the agents call `processed`, `retried` and
 `dead_lettered` once per outcome; the /metrics page (metrics_page.py) sets
 the lag and aggregate gauges just before each scrape. Everything that runs per
-order touches pre-created metric children only (a counter increment or a
-histogram observation is about 1 µs); label lookups happen once per reason.
+order touches pre-created metric children only (a counter increment is about
+1 µs), and a transaction's latencies go to the histogram in one call; label
+lookups happen once per reason.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from ..domain.partition_state import Aggregate
+from .batch_histogram import BatchHistogram
 
 #: From 1 ms (a first attempt on an idle worker) to a minute: a retried order's
 #: latency includes the retry delay it was held for. Dense below a second, so
@@ -35,14 +37,14 @@ class OrderMetrics:
         self._dead_lettered = Counter(
             "orders_dead_lettered", "Records sent to the dead-letter topic by this worker since it started, "
             "by the reason in their x-dlq-reason header.", ["reason"], registry=registry)
-        self._latency = Histogram(
+        self._latency = BatchHistogram(
             "orders_processing_latency_seconds",
             "Seconds from the Kafka timestamp of the record that got an order counted to the update of the "
             "aggregate /average/ serves (observed once the transaction commits, within COMMIT_INTERVAL_SECONDS). "
             "For a first attempt that is the time since the order was produced; for a retry copy, the time "
             "since the attempt before it failed, so it includes one retry delay. Records without a timestamp "
             "are not observed; a timestamp ahead of this worker's clock counts as 0.",
-            buckets=LATENCY_BUCKETS, registry=registry)
+            LATENCY_BUCKETS, registry)
         self._lag = Gauge(
             "orders_consumer_lag",
             "Records waiting in a source partition this worker owns: highwater minus the next offset to apply "
@@ -102,10 +104,10 @@ class OrderMetrics:
         """Orders were counted."""
         self._processed.inc(orders)
 
-    def observe_latency(self, latency_s: float | None) -> None:
-        """An order was counted `latency_s` after its record's Kafka timestamp (None: the record had none)."""
-        if latency_s is not None:
-            self._latency.observe(latency_s)
+    def observe_latencies(self, latencies: Iterable[float | None]) -> None:
+        """Orders were counted these many seconds after their records' Kafka timestamps (None: a record had
+        none, and is not observed)."""
+        self._latency.observe_many(latency for latency in latencies if latency is not None)
 
     def retry_copies_resolved(self, copies: int) -> None:
         self._retry_resolved.inc(copies)

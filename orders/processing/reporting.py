@@ -27,13 +27,20 @@ class Reporter:
         """Metrics and console lines for the outcomes of one committed transaction."""
         summary = None
         processed = resolved_copies = 0
+        latencies = []
+        #: processed orders past the line share of this second: counted at the end, without a clock each
+        unlined = 0
         for outcome in outcomes:
             if outcome.msg.topic == self.retry_topic:
                 resolved_copies += 1
             if outcome.kind == PROCESSED:
                 processed += 1
-                self.metrics.observe_latency(outcome.latency_s)
-                if self.activity.record(PROCESSED):
+                latencies.append(outcome.latency_s)
+                if unlined:
+                    unlined += 1
+                elif not self.activity.record(PROCESSED):
+                    unlined = 1
+                else:
                     summary = summary or self.summary()
                     order = outcome.order
                     log.info("processed %s %s %.2f %s x%d (attempt %d) | orders=%d average=%.2f", order.order_id,
@@ -49,5 +56,8 @@ class Reporter:
                 if self.activity.record(DEAD_LETTERED):
                     log.error("dead-letter %s after %d attempt(s): %s (%s)", outcome.label, outcome.attempt,
                               outcome.reason, outcome.detail)
+        if unlined > 1:  # the first of them was counted by `record`
+            self.activity.record_without_lines(PROCESSED, unlined - 1)
         self.metrics.processed(processed)
+        self.metrics.observe_latencies(latencies)
         self.metrics.retry_copies_resolved(resolved_copies)

@@ -79,14 +79,16 @@ def test_async_decode_matches_sync_decode(codec):
     assert asyncio.run(codec.decode(data)) == codec.loads(data)
 
 
-@pytest.mark.parametrize("data, reason", [
+BAD_HEADERS = [
     (b"", "empty"),
     (None, "empty"),
     (b"\x00\x00\x01", "truncated"),
     (b'{"orderId": "o-1"}', "wrong-magic-byte"),
     (b"\x01\x00\x00\x00\x01abc", "wrong-magic-byte"),
-    (frame(99, b"\x02a"), "unknown-schema-id"),
-])
+]
+
+
+@pytest.mark.parametrize("data, reason", BAD_HEADERS + [(frame(99, b"\x02a"), "unknown-schema-id")])
 def test_undecodable_bytes_raise_the_codec_error(codec, data, reason):
     with pytest.raises(AvroCodecError) as raised:
         codec.loads(data)
@@ -139,3 +141,48 @@ def test_version_1_records_read_with_version_2_defaults(registry):
 def test_encoding_fills_defaults_for_fields_left_out(registry):
     codec = AvroRecordCodec(registry, SCHEMA_V2, subject="orders-value")
     assert codec.loads(codec.dumps(ORDER)) == {**ORDER, "quantity": 1, "currency": "USD"}
+
+
+class CountingSchemaCache(InMemorySchemaCache):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups: list[int] = []
+
+    def cached(self, schema_id: int):
+        self.lookups.append(schema_id)
+        return super().cached(schema_id)
+
+
+def test_the_hot_path_asks_the_registry_cache_once_per_schema_id_and_reads_each_writer_right():
+    registry = CountingSchemaCache()
+    v1 = registry.register("orders-value", SCHEMA)
+    v2_schema = load_schema(Path(__file__).resolve().parents[2] / "schemas" / "order-v2.avsc")
+    v2 = registry.register("orders-value", v2_schema)
+    codec = AvroRecordCodec(registry, v2_schema, subject="orders-value")
+    old = frame(v1, avro_body(SCHEMA, ORDER))
+    new = frame(v2, avro_body(v2_schema, {**ORDER, "quantity": 3, "currency": "EUR"}))
+
+    decoded = [codec.decode_cached(data) for data in (old, new, old, new, old)]
+
+    assert registry.lookups == [v1, v2]
+    assert decoded[0] == decoded[2] == decoded[4] == {**ORDER, "quantity": 1, "currency": "USD"}
+    assert decoded[1] == decoded[3] == {**ORDER, "quantity": 3, "currency": "EUR"}
+
+
+def test_the_hot_path_waits_for_an_unknown_schema_id_and_reads_it_once_cached(codec, registry):
+    data = frame(7, avro_body(SCHEMA, ORDER))
+    assert codec.decode_cached(data) is None
+    registry.schemas[7] = fastavro.parse_schema(SCHEMA)
+    assert codec.decode_cached(data) == ORDER
+
+
+@pytest.mark.parametrize("data, reason", BAD_HEADERS)
+def test_the_hot_path_names_what_is_wrong_with_a_header(codec, data, reason):
+    with pytest.raises(AvroCodecError) as caught:
+        codec.decode_cached(data)
+    assert caught.value.reason == reason
+
+
+def test_a_value_that_is_not_bytes_decodes_the_same(codec):
+    data = codec.dumps(ORDER)
+    assert codec.decode_cached(bytearray(data)) == codec.decode_cached(memoryview(data)) == ORDER
