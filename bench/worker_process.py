@@ -28,6 +28,10 @@ START_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 60
 
 
+#: aiokafka's lines while a broker it fetches from is down (each repeated every 100 ms)
+CONNECTION_NOISE = ("Unable connect to node with id", "Failed fetch messages from")
+
+
 class WorkerProcessError(AssertionError):
     """The worker exited, or a condition did not hold in time; the message ends with the log's tail."""
 
@@ -106,7 +110,13 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
+        """The log's last `lines` lines, without aiokafka's connection errors, which it repeats every 100 ms
+        while a broker is down and which would otherwise fill the tail."""
+        logged = self.log_text().splitlines()
+        kept = [line for line in logged if not any(noise in line for noise in CONNECTION_NOISE)]
+        omitted = len(logged) - len(kept)
+        tail = "\n".join(kept[-lines:]) or "(no log)"
+        return tail + (f"\n({omitted} aiokafka connection error lines left out)" if omitted else "")
 
     def stacks(self) -> str:
         """Every thread's Python stack in the running worker (py-spy dump): what a stuck worker waits on."""

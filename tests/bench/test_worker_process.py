@@ -32,3 +32,15 @@ def test_a_timed_out_wait_shows_where_each_thread_of_the_stuck_worker_is(tmp_pat
     message = str(raised.value)
     assert "c1: timed out after 0 s waiting for progress; last /average/ {'orders': 7}" in message
     assert "c1's threads:" in message and "waiting_in_the_commit" in message, message
+
+
+def test_the_log_tail_leaves_out_aiokafkas_repeated_connection_errors_and_says_how_many(tmp_path):
+    worker = WorkerProcess({}, tmp_path, label="c1", port=1)
+    noise = ["[ERROR] Unable connect to node with id 3: [Errno 111] Connect call failed",
+             "[ERROR] Failed fetch messages from 3: NodeNotReadyError: Attempt to send a request"] * 50
+    worker.log_path.write_text("\n".join(["commit failed: COORDINATOR_NOT_AVAILABLE"] + noise + ["last line"]))
+
+    tail = worker.log_tail(lines=5)
+
+    assert tail.splitlines() == ["commit failed: COORDINATOR_NOT_AVAILABLE", "last line",
+                                 "(100 aiokafka connection error lines left out)"]
