@@ -15,6 +15,7 @@ import fastavro
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from avro_codec import SchemaCache
+from avro_codec.wire import HEADER_BYTES
 from orders.client_config import aiokafka_config
 from orders.domain.order import InvalidOrder, validate
 from orders.settings import Settings
@@ -22,7 +23,6 @@ from orders.settings import Settings
 from .run import BenchFailure
 from .tally import Tally
 
-HEADER_BYTES = 5
 FETCH_TIMEOUT_MS = 1000
 IDLE_LIMIT_S = 30
 
