@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,6 +41,9 @@ log = logging.getLogger("orders")
 
 #: Asked before each new attempt after a refusal for the moment; False: give up and raise it.
 KeepTrying = Callable[[TransactionError], bool]
+#: A transaction that takes this long is logged with the time each of its steps took: its partitions' next
+#: records wait for it (commits come every COMMIT_INTERVAL_SECONDS, 0.25 s by default).
+SLOW_TRANSACTION_S = 1.0
 
 
 class Producer(Protocol):
@@ -71,10 +75,13 @@ class _Request:
 
 class Committer:
     def __init__(self, *, changelog_topic: str, new_producer: Callable[[], Producer],
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic, slow_s: float = SLOW_TRANSACTION_S) -> None:
         self.changelog_topic = changelog_topic
         self._new_producer = new_producer
         self.sleep = sleep
+        self.clock = clock
+        self.slow_s = slow_s
         self._producer: Producer | None = None
         self._waiting: list[_Request] = []
         self._rounds: asyncio.Task | None = None
@@ -118,7 +125,9 @@ class Committer:
                             request.future.set_result((outcomes, request.changelog_offset))
 
     async def _commit_one(self, member: GroupMember, batch: list[_Request]) -> None:
+        steps = _Steps(self.clock)
         producer = await self._ready_producer()
+        steps.done("producer")
         try:
             producer.begin()
             offsets = []
@@ -133,15 +142,24 @@ class Committer:
                                  on_delivery=self._landed(request))
                 offsets += [TopicPartition(topic, part.number, applied + 1)
                             for topic, applied in part.state.applied.items()]
+            steps.done("queue")
             await self._asked_until_done(producer.flush, batch)
+            steps.done("flush")
             await self._asked_until_done(lambda: producer.send_offsets(offsets, member), batch)
+            steps.done("offsets")
             await self._asked_until_done(producer.commit, batch)
+            steps.done("commit")
         except TransactionError as exc:
             await self._after_failure(producer, exc)
             raise
         except BaseException:
             await self._after_failure(producer, None)
             raise
+        finally:
+            if steps.total() >= self.slow_s:
+                log.warning("a transaction of %d partition(s) took %.2fs (%s): their next records waited for it; "
+                            "partitions %s", len(batch), steps.total(), steps,
+                            sorted(request.part.number for request in batch))
         self.transactions += 1
         self.partition_commits += len(batch)
 
@@ -202,3 +220,23 @@ class Committer:
         if self._producer is not None:
             self._producer.close()
             self._producer = None
+
+
+class _Steps:
+    """How long each step of a transaction took, for the log line of a slow one."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._started = self._last = clock()
+        self._took: list[tuple[str, float]] = []
+
+    def done(self, step: str) -> None:
+        now = self._clock()
+        self._took.append((step, now - self._last))
+        self._last = now
+
+    def total(self) -> float:
+        return self._clock() - self._started
+
+    def __str__(self) -> str:
+        return ", ".join(f"{step} {seconds:.2f}s" for step, seconds in self._took) or "no step done"

@@ -177,7 +177,8 @@ class Harness:
             self.rebalances += 1
 
         self.flow = Flow(pause=self.paused.update, resume=self.paused.difference_update, budget=budget)
-        self.committer = Committer(changelog_topic=CHANGELOG, new_producer=self._new_producer, sleep=sleep)
+        self.committer = Committer(changelog_topic=CHANGELOG, new_producer=self._new_producer, sleep=sleep,
+                                   clock=lambda: self.clock.mono)
         metrics = OrderMetrics(self.metrics_registry)
         self.reporter = Reporter(metrics=metrics, activity=ActivityLog(0), policy=self.rig.policy,
                                  retry_topic=RETRY, summary=Aggregate)
@@ -343,6 +344,41 @@ def test_a_commit_refused_for_the_moment_is_asked_again_with_backoff():
         waited = harness.clock.mono - started
         assert 0.1 + 0.6 * 0.8 <= waited <= 0.1 + 0.6 * 1.2, "the interval, then 0.2 s and 0.4 s, give or take 20%"
     run(scenario())
+
+
+class SlowFlush(TxnProducer):
+    """A producer whose flush takes `seconds` of the harness's clock (the broker slow to acknowledge)."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    async def flush(self) -> None:
+        self.clock.advance(self.seconds)
+        await super().flush()
+
+
+@pytest.mark.parametrize("flush_s, logged", [(1.5, True), (0.3, False)])
+def test_a_slow_transaction_is_logged_with_the_time_each_step_took_and_its_partitions(flush_s, logged, caplog):
+    harness = Harness()
+    harness.prepared.append(SlowFlush(harness.clock, flush_s))
+
+    async def scenario():
+        await harness.tasks.on_assigned({0, 3})
+        await harness.submit([harness.order("o-1", 0, partition=0), harness.order("o-2", 0, partition=3)])
+        await harness.task(0).step()
+        await harness.task(3).step()
+        harness.clock.advance(1.0)
+        await asyncio.gather(harness.task(0).step(), harness.task(3).step())
+    caplog.set_level("WARNING", logger="orders")
+    run(scenario())
+    assert harness.producer.commits == 1
+    slow = [r.getMessage() for r in caplog.records if "transaction of" in r.getMessage()]
+    if logged:
+        assert slow == ["a transaction of 2 partition(s) took 1.50s (producer 0.00s, queue 0.00s, flush 1.50s, "
+                        "offsets 0.00s, commit 0.00s): their next records waited for it; partitions [0, 3]"]
+    else:
+        assert slow == []
 
 
 def test_a_transaction_that_cannot_commit_is_aborted_and_its_records_applied_again():
