@@ -182,19 +182,32 @@ class Producing(threading.Thread):
         self.codec, self.topic, self.orders, self.rate, self.chunk = codec, topic, orders, rate, chunk
         self.config = config
         self.error: BaseException | None = None
+        #: how many of `orders` (from the first) were sent
+        self.sent = 0
+        self._stop_asked = threading.Event()
 
     def run(self) -> None:
         try:
             for start in range(0, len(self.orders), self.chunk):
+                if self._stop_asked.is_set():
+                    return
                 began = time.monotonic()
-                produce_orders(self.codec, self.topic, self.orders[start:start + self.chunk], self.config)
-                time.sleep(max(0.0, self.chunk / self.rate - (time.monotonic() - began)))
+                chunk = self.orders[start:start + self.chunk]
+                produce_orders(self.codec, self.topic, chunk, self.config)
+                self.sent += len(chunk)
+                self._stop_asked.wait(max(0.0, self.chunk / self.rate - (time.monotonic() - began)))
         except BaseException as exc:  # reported by the test thread
             self.error = exc
 
     def finish(self) -> None:
         self.join(300)
         assert not self.is_alive() and self.error is None, f"producing failed: {self.error!r}"
+
+    def stop(self) -> list[dict]:
+        """Stop after the chunk being sent; the orders that were sent."""
+        self._stop_asked.set()
+        self.finish()
+        return self.orders[:self.sent]
 
 
 def kill_mid_stream(worker: WorkerProcess, producing: Producing, rng: random.Random,
