@@ -2,8 +2,11 @@
 
 For each partition count P, on its own topics (a BenchRun each):
 
-1. preload N orders into a fresh orders topic with P partitions and let one
-   worker A count them, timed as `count_preloaded` (bench/throughput.py) does;
+1. preload N orders into a fresh orders topic with P partitions; read them
+   once with the bare consumer of `bench/ceiling.py` (the same ceiling as
+   `throughput`: aiokafka and fastavro, no Faust), which gives what reading P
+   partitions costs aiokafka itself; then let one worker A count them, timed
+   as `count_preloaded` (bench/throughput.py) does;
    A's threads (`Threads:` of /proc/<pid>/status) are sampled every 50 ms from
    a background thread for its whole life; its peak RSS (VmHWM), threads and
    established TCP connections are read when the drain ends;
@@ -35,6 +38,7 @@ from bench.worker_process import ROOT, START_TIMEOUT_S, WorkerProcess
 from orders.kafka import producing
 from orders.kafka.producing import DeliveryTally, produce
 
+from .ceiling import measure_ceiling
 from .latency import DELIVERY_TIMEOUT_S, PRODUCER_CONFIG, expected_micros
 from .preload import preload
 from .run import BenchFailure, BenchRun, WorkerOptions, say
@@ -297,6 +301,7 @@ class Row:
     rebalance: Rebalance
     b_peak_threads: int
     paced: int
+    ceiling_rate: float  # orders/s of the bare consumer over the same preloaded topic
 
 
 def measure(options: WorkerOptions, count: int, rate: float, keep_logs: Path | None) -> Row:
@@ -320,6 +325,11 @@ def _measure(run: BenchRun, count: int, rate: float) -> Row:
     partitions = run.options.partitions
     app_id = run.app_id()
     preload(run, app_id, count)
+    bare = measure_ceiling(run.settings, run.registry(), run.orders_topic, partitions)
+    if (bare.orders, bare.invalid) != (count, 0):
+        raise BenchFailure(f"ceiling: read {bare.orders:,} valid and {bare.invalid} invalid orders of {count:,}")
+    say(f"P={partitions}: ceiling {bare.rate:,.0f} orders/s ({count:,} orders in {bare.elapsed_s:.2f} s, bare "
+        f"aiokafka + fastavro)")
     env = run.env(app_id)
     a, b = WorkerProcess(env, run.tmp, "A"), WorkerProcess(env, run.tmp, "B")
     samplers: dict[str, ThreadSampler] = {}
@@ -395,7 +405,7 @@ def _measure(run: BenchRun, count: int, rate: float) -> Row:
         for sampler in samplers.values():
             sampler.stop()
     return Row(partitions, count, drain_rate, cpu_s, elapsed, peak_rss, samplers["A"].peak, drain_threads,
-               peak_threads_at_drain, conns, rebalance, samplers["B"].peak, len(paced))
+               peak_threads_at_drain, conns, rebalance, samplers["B"].peak, len(paced), bare.rate)
 
 
 def _watch(a: WorkerProcess, b: WorkerProcess, pollers: list[Poller], b_started: float) -> float:
@@ -458,14 +468,16 @@ def partitions(counts: list[int], orders: int, rate: float, faust_metrics: bool 
             options = WorkerOptions(partitions=p, faust_metrics=faust_metrics)
             rows.append(measure(options, orders, rate, keep_logs))
         by_round.append(rows)
-    say(f"{'round':>5} {'partitions':>10} {'orders/s':>9} {'ratio':>6} {'peak RSS MiB':>12} {'peak threads':>12} "
-        f"{'threads end':>11} {'TCP conns':>9} {'stall s':>7} {'B owns s':>8} {'resumed s':>9}")
+    say(f"{'round':>5} {'partitions':>10} {'orders/s':>9} {'ratio':>6} {'ceiling/s':>9} {'c. ratio':>8} "
+        f"{'peak RSS MiB':>12} {'peak threads':>12} {'threads end':>11} {'TCP conns':>9} {'stall s':>7} "
+        f"{'B owns s':>8} {'resumed s':>9}")
     for round_no, rows in enumerate(by_round, 1):
-        base = rows[0].rate
+        base, ceiling_base = rows[0].rate, rows[0].ceiling_rate
         for row in rows:
             owns, resumed = ("-" if value is None else f"{value:.2f}"
                              for value in (row.rebalance.b_owns_s, row.rebalance.resumed_s))
             say(f"{round_no:>5} {row.partitions:>10} {row.rate:>9,.0f} {row.rate / base:>6.2f} "
+                f"{row.ceiling_rate:>9,.0f} {row.ceiling_rate / ceiling_base:>8.2f} "
                 f"{row.peak_rss / MIB:>12,.0f} {row.peak_threads:>12} {row.drain_threads:>11} "
                 f"{row.connections.tcp:>9} {row.rebalance.stall_s:>7.2f} {owns:>8} {resumed:>9}")
     return summary_line(counts, by_round, orders)
@@ -479,11 +491,14 @@ def summary_line(counts: list[int], by_round: list[list[Row]], orders: int) -> s
     for i, p in enumerate(counts):
         rows = [round_rows[i] for round_rows in by_round]
         ratios = [round_rows[i].rate / round_rows[0].rate for round_rows in by_round]
+        ceiling_ratios = [round_rows[i].ceiling_rate / round_rows[0].ceiling_rate for round_rows in by_round]
         part = (f"{p}: {statistics.median(row.rate for row in rows):,.0f}/s, "
                 f"{max(row.peak_rss for row in rows) / MIB:,.0f} MiB, {max(row.peak_threads for row in rows)} threads, "
                 f"rebalance {max(row.rebalance.stall_s for row in rows):.2f} s")
         if rounds > 1 and i > 0:
-            part += f", ratio {statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)})"
+            part += (f", ratio {statistics.median(ratios):.2f} ({', '.join(f'{r:.2f}' for r in ratios)}), the "
+                     f"ceiling's {statistics.median(ceiling_ratios):.2f} "
+                     f"({', '.join(f'{r:.2f}' for r in ceiling_ratios)})")
         parts.append(part)
     per = "each" if rounds == 1 else f"each, {rounds} rounds: median rate, largest RSS, threads and stall"
     return f"partitions: {' | '.join(parts)} ({orders:,} orders {per})"

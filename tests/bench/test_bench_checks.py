@@ -45,16 +45,16 @@ def test_partitions_rounds_report_the_median_rate_and_the_median_of_each_rounds_
 
     from bench.partitions import MIB, summary_line
 
-    def row(rate, rss_mib, threads=20, stall=0.5):
+    def row(rate, rss_mib, threads=20, stall=0.5, ceiling=100_000):
         return SimpleNamespace(rate=rate, peak_rss=rss_mib * MIB, peak_threads=threads,
-                               rebalance=SimpleNamespace(stall_s=stall))
-    by_round = [[row(60_000, 160), row(30_000, 190)],    # a slow round at 192: 0.50
-                [row(50_000, 170), row(50_000, 210, stall=1.5)],  # 1.00
-                [row(40_000, 150), row(36_000, 200, threads=30)]]  # 0.90
+                               rebalance=SimpleNamespace(stall_s=stall), ceiling_rate=ceiling)
+    by_round = [[row(60_000, 160), row(30_000, 190, ceiling=95_000)],    # a slow round at 192: 0.50
+                [row(50_000, 170), row(50_000, 210, stall=1.5, ceiling=80_000)],  # 1.00
+                [row(40_000, 150, ceiling=120_000), row(36_000, 200, threads=30, ceiling=102_000)]]  # 0.90
     line = summary_line([6, 192], by_round, 1_000_000)
     assert line == ("partitions: 6: 50,000/s, 170 MiB, 20 threads, rebalance 0.50 s | 192: 36,000/s, 210 MiB, "
-                    "30 threads, rebalance 1.50 s, ratio 0.90 (0.50, 1.00, 0.90) (1,000,000 orders each, 3 rounds: "
-                    "median rate, largest RSS, threads and stall)")
+                    "30 threads, rebalance 1.50 s, ratio 0.90 (0.50, 1.00, 0.90), the ceiling's 0.85 (0.95, 0.80, "
+                    "0.85) (1,000,000 orders each, 3 rounds: median rate, largest RSS, threads and stall)")
 
 
 def test_partitions_takes_a_number_of_rounds():
