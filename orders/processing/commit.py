@@ -156,10 +156,10 @@ class Committer:
             await self._after_failure(producer, None)
             raise
         finally:
-            if steps.total() >= self.slow_s:
+            took = steps.total()
+            if took >= self.slow_s:
                 log.warning("a transaction of %d partition(s) took %.2fs (%s): their next records waited for it; "
-                            "partitions %s", len(batch), steps.total(), steps,
-                            sorted(request.part.number for request in batch))
+                            "partitions %s", len(batch), took, steps, sorted(request.part.number for request in batch))
         self.transactions += 1
         self.partition_commits += len(batch)
 
