@@ -22,6 +22,8 @@ class RegistryProxy:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._failing_until = 0.0
+        #: 502 pages still owed past `_failing_until` (see `fail_for`)
+        self._owed = 0
         self.bad_gateways = 0
         proxy = self
 
@@ -30,8 +32,9 @@ class RegistryProxy:
                 pass
 
             def _forward(self) -> None:
-                if "/schemas/ids/" in self.path and time.monotonic() < proxy._failing_until:
+                if "/schemas/ids/" in self.path and (time.monotonic() < proxy._failing_until or proxy._owed > 0):
                     proxy.bad_gateways += 1
+                    proxy._owed = max(0, proxy._owed - 1)
                     self.send_response(502)
                     self.send_header("Content-Type", "text/html")
                     self.send_header("Content-Length", str(len(BAD_GATEWAY_PAGE)))
@@ -62,9 +65,11 @@ class RegistryProxy:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
-    def fail_for(self, seconds: float) -> None:
-        """Answer look-ups by id with a 502 page for the next `seconds`."""
+    def fail_for(self, seconds: float, at_least: int = 0) -> None:
+        """Answer look-ups by id with a 502 page for the next `seconds`, and past them until `at_least` pages
+        have been served since this call (an outage that lasts until a client has met it)."""
         self._failing_until = time.monotonic() + seconds
+        self._owed = at_least
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -160,7 +160,9 @@ def test_a_registry_answering_502_pages_after_each_restart_crashes_no_agent_and_
             served = proxy.bad_gateways
             # From the kill until a few seconds after the new worker gets the partitions (the group first
             # waits out the killed member's session): its first look-ups of the writer schema meet 502 pages.
-            proxy.fail_for(15)
+            # The window lasts until it has: a take-over that waits out the killed worker's open transaction
+            # (10 s, and the broker looks for expired ones every 10 s) looked up first 18 s after the kill.
+            proxy.fail_for(15, at_least=1)
             worker = start_worker(f"r-{kill}", **settings)
             workers.append(worker)
             worker.wait_for(lambda s, before=before: s["orders"] > before, 90, "progress after the restart")
