@@ -176,10 +176,10 @@ def metrics_collectors(app: faust.App, settings: Settings) -> tuple[CollectorReg
     return registry, metrics
 
 
-#: How long taking over a partition waits for a transaction an earlier owner left open on its changelog: the
-#: broker aborts it after the transaction timeout, and looks for such transactions every 10 s (its default
-#: transaction.abort.timed.out.transaction.cleanup.interval.ms).
-SETTLE_TIMEOUT_S = TRANSACTION_TIMEOUT_MS / 1000 + 10 + 10
+#: How long a partition's task waits, as something expected, for a transaction an earlier owner left open on its
+#: changelog before it counts as a failure: the broker aborts it after the transaction timeout, and looks for
+#: such transactions every 10 s (its default transaction.abort.timed.out.transaction.cleanup.interval.ms).
+SETTLE_PATIENCE_S = TRANSACTION_TIMEOUT_MS / 1000 + 10 + 10
 
 
 def transactional_id(app: faust.App, settings: Settings) -> str:
@@ -214,7 +214,7 @@ def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
     committer = Committer(changelog_topic=table.changelog_topic_name,
                           new_producer=lambda: WorkerProducer(kafka_config, transactional_id(app, settings)))
     limits = TaskLimits(chunk=settings.batch_max_records, commit_interval_s=settings.commit_interval_seconds,
-                        attempts_before_blocked=settings.attempts_before_blocked)
+                        attempts_before_blocked=settings.attempts_before_blocked, settle_patience_s=SETTLE_PATIENCE_S)
     runtime: Runtime  # the reporter's summary reads the runtime's aggregate
 
     def new_task(number: int, part: Any, owner: PartitionTasks) -> PartitionTask:
@@ -222,11 +222,12 @@ def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
                              handler=handler, committer=committer, reporter=reporter, flow=flow, owner=owner,
                              store=table, limits=limits, part=part, fault=faults)
 
-    async def load_states(partitions: list[int]) -> dict[int, PartitionState]:
-        """The last committed state of each partition, read from the changelog once no transaction an earlier
-        owner wrote there is open."""
-        await broker.wait_until_settled(table.changelog_topic_name, partitions, SETTLE_TIMEOUT_S)
-        records = await broker.last_records(table.changelog_topic_name, partitions)
+    async def load_states(partitions: list[int], wait_s: float) -> dict[int, PartitionState]:
+        """The last committed state of each partition on whose changelog no transaction of an earlier owner is
+        open, after waiting up to `wait_s` for those that have one; the partitions still waiting are left out."""
+        still_open = await broker.wait_until_settled(table.changelog_topic_name, partitions, wait_s)
+        settled = [partition for partition in partitions if partition not in still_open]
+        records = await broker.last_records(table.changelog_topic_name, settled) if settled else {}
         return {partition: PartitionState.from_value(json.loads(record.value) if record and record.value else None)
                 for partition, record in records.items()}
 

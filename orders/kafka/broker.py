@@ -69,16 +69,20 @@ class Broker:
         marks = await asyncio.to_thread(reading.watermarks, self.config, [(tp[0], tp[1]) for tp in tps])
         return {tp: marks[(tp[0], tp[1])] for tp in tps}
 
-    async def wait_until_settled(self, topic: str, partitions: list[int], timeout_s: float) -> None:
-        """Wait until every transaction open on the partitions now has ended (committed, or aborted by its
-        producer, its successor or the broker's timeout): a reader of committed records then sees all that was
-        written before. TimeoutError naming the partitions still waiting after `timeout_s`."""
-        had, waited = await until_answered(
-            f"open transactions on {topic}",
-            partial(reading.wait_for_open_transactions, self.config, topic, partitions, timeout_s),
-            self.timeout_s)
+    async def wait_until_settled(self, topic: str, partitions: list[int], timeout_s: float) -> list[int]:
+        """Wait up to `timeout_s` until every transaction open on the partitions now has ended (committed, or
+        aborted by its producer, its successor or the broker's timeout): a reader of committed records then
+        sees all that was written before. The partitions on which one is still open (none: all settled)."""
+        try:
+            had, waited = await until_answered(
+                f"open transactions on {topic}",
+                partial(reading.wait_for_open_transactions, self.config, topic, partitions, timeout_s),
+                self.timeout_s)
+        except reading.TransactionsStillOpen as exc:
+            return exc.partitions
         if had:
             log.info("%s partitions %s: waited %.2fs for a transaction open on them to end", topic, had, waited)
+        return []
 
     async def last_records(self, topic: str, partitions: list[int], timeout_s: float | None = None
                            ) -> dict[int, Record | None]:

@@ -26,6 +26,14 @@ class TopicMissing(LookupError):
     """The topic does not exist."""
 
 
+class TransactionsStillOpen(Exception):
+    """A wait for the transactions open on some partitions ended with some still open (`partitions`)."""
+
+    def __init__(self, topic: str, partitions: list[int], waited_s: float) -> None:
+        super().__init__(f"{topic} partitions {partitions}: a transaction is still open after {waited_s:.1f}s")
+        self.partitions = partitions
+
+
 @dataclass(frozen=True)
 class Record:
     """One Kafka record as read from a topic, independent of the client library."""
@@ -108,7 +116,8 @@ def _open_transactions(committed: Consumer, uncommitted: Consumer, topic: str, p
 def wait_for_open_transactions(config: Mapping[str, Any], topic: str, partitions: Iterable[int], timeout_s: float,
                                poll_s: float = 0.05) -> tuple[list[int], float]:
     """Wait until every transaction open on the partitions now has ended (committed or aborted). Returns the
-    partitions that had one and the seconds waited; TimeoutError naming those still open after `timeout_s`.
+    partitions that had one and the seconds waited; TransactionsStillOpen naming those still open after
+    `timeout_s`.
 
     A commit returns before the broker has written its markers to every partition (the transaction
     coordinator does that next), so a partition written by a transaction that just committed can show it
@@ -122,8 +131,7 @@ def wait_for_open_transactions(config: Mapping[str, Any], topic: str, partitions
         had = sorted(waiting)
         while waiting:
             if time.monotonic() - started > timeout_s:
-                raise TimeoutError(f"{topic} partitions {sorted(waiting)}: a transaction is still open after "
-                                   f"{timeout_s:.0f}s")
+                raise TransactionsStillOpen(topic, sorted(waiting), time.monotonic() - started)
             time.sleep(poll_s)
             still = _open_transactions(committed, uncommitted, topic, waiting)
             # Settled once the last stable offset is past what was written when we looked first.

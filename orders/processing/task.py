@@ -59,9 +59,9 @@ from .reporting import Reporter
 
 log = logging.getLogger("orders")
 
-#: Errors whose cause lies outside the record (a service that does not answer): retried as long as they last.
 #: Times this close count as equal (float sums of a clock's readings are not exact).
 CLOCK_SLACK_S = 1e-6
+#: Errors whose cause lies outside the record (a service that does not answer): retried as long as they last.
 OUTSIDE_CAUSES: tuple[type[BaseException], ...] = (RegistryUnavailable, TransactionError, KafkaException, OSError)
 
 
@@ -78,6 +78,9 @@ class TaskLimits:
     #: the backoff between attempts after a failure: first delay and cap (with jitter)
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
+    #: how long taking the partition over waits for an earlier owner's open transaction before that counts as a
+    #: failure (the broker aborts one a dead worker left after the transaction timeout, within its next check)
+    settle_patience_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,17 @@ class Blocked:
                 "attempts": self.attempts}
 
 
+class StillSettling(RuntimeError):
+    """An earlier owner's transaction is still open on the partition's changelog: its committed state is not
+    known yet."""
+
+
 class PartitionOwner(Protocol):
     """What a partition task asks of the worker that owns it (`PartitionTasks`)."""
 
     async def take_over(self, number: int) -> Partition:
-        """Wait out the earlier owner's open transaction and read the committed state; raises when the broker
-        does not answer."""
+        """Read the committed state once no earlier owner's transaction is open on it: StillSettling after a short
+        wait while one is; other errors when the broker does not answer."""
 
     async def request_rebalance(self) -> None:
         """Ask the group to settle who owns what (after a commit found the group moved on)."""
@@ -149,6 +157,8 @@ class PartitionTask:
         self._current: SourceRecord | None = None
         self._backoff = self._new_backoff()
         self._retry_at = 0.0  # monotonic time before which the task only waits (after a failure)
+        #: monotonic time taking over first found an earlier owner's transaction open (None: it has not)
+        self._settling_since: float | None = None
         self._failures = 0
         self._last_error: str = ""
         self._last_record: str | None = None
@@ -172,9 +182,13 @@ class PartitionTask:
     def start(self) -> None:
         """Publish the committed state the partition was taken over with, then run the task."""
         if self.part is not None:
-            self.store.publish(self.number, self.part.state, 0)
-            self._changed = False
+            self._publish_taken_over()
         self._spawn()
+
+    def _publish_taken_over(self) -> None:
+        """Readers see the committed state as soon as the partition is set up, whether records come or not."""
+        self.store.publish(self.number, self.part.state, 0)
+        self._changed = False
 
     def _spawn(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run(), name=f"partition-{self.number}")
@@ -514,19 +528,38 @@ class PartitionTask:
     async def _take_over(self) -> None:
         try:
             self.part = await self.owner.take_over(self.number)
-            self._changed = True
+            self._publish_taken_over()
         except asyncio.CancelledError:
             raise
+        except StillSettling as exc:
+            if not self._settling(exc):
+                self._retry_at = self.monotonic() + self._note_failure(exc, None)
+            return
         except Exception as exc:
             delay = self._note_failure(exc, None)
             self._retry_at = self.monotonic() + delay
             log.warning("partition %d: cannot take it over yet (%s); trying again in %.1fs", self.number, exc, delay)
             return
         self._failures = 0
+        self._settling_since = None
         self._backoff = self._new_backoff()
         if self.blocked is not None:
             self.blocked = None
             self.owner.blocked_changed(self.number, None)
+        self._update_flow()
+
+    def _settling(self, exc: StillSettling) -> bool:
+        """Whether an earlier owner's open transaction is still within its expected lifetime (the next attempt
+        then comes at once: each waits a moment for it); past the patience it counts as a failure."""
+        now = self.monotonic()
+        if self._settling_since is None:
+            self._settling_since = now
+            log.info("%s; the partition is taken over once it has ended (the broker aborts one a dead worker "
+                     "left within %.0fs)", exc, self.limits.settle_patience_s)
+        if now - self._settling_since < self.limits.settle_patience_s:
+            return True
+        log.warning("%s, %.0fs after it was first found", exc, now - self._settling_since)
+        return False
 
     # -- flow ---------------------------------------------------------------------------
 

@@ -5,9 +5,12 @@ go, handing them the agents' records (Kafka Streams' `TaskManager`).
   the changelog): the group membership the partitions were assigned under is
   noted (their commits count only while it is current), then their committed
   states are read from the changelog, once no transaction of an earlier
-  owner is open on it. A partition that cannot be set up now (the broker does
-  not answer, an earlier owner's transaction is still open) still gets its
-  task, which keeps trying while its records wait.
+  owner is open on it. This runs inside the group's rebalance callback, during
+  which aiokafka sends no heartbeats, so it is bounded well within a session
+  timeout (ASSIGN_TIMEOUT_S): a partition that cannot be set up by then (the
+  broker does not answer, or an earlier owner's transaction is still open:
+  one a killed worker left is aborted by the broker up to 20 s later) still
+  gets its task, which takes it over once it can while its records wait.
 - **Letting go** (`on_revoked`, `stop`): each task finishes the record at
   hand and commits what it applied, all at once and within
   FINAL_COMMIT_TIMEOUT_S.
@@ -27,12 +30,17 @@ from ..domain.partition_state import PartitionState
 from ..kafka.transactions import GroupMember
 from .flow import Flow, SourcePartition
 from .partition import Partition
-from .task import Blocked, PartitionTask
+from .task import Blocked, PartitionTask, StillSettling
 
 log = logging.getLogger("orders")
 
 #: How long revocation or shutdown waits for a partition's last commit before leaving it to the next owner.
 FINAL_COMMIT_TIMEOUT_S = 5.0
+#: How long one attempt to take partitions over waits for an earlier owner's transaction to end.
+TAKE_OVER_WAIT_S = 1.5
+#: The most taking partitions over may hold the rebalance callback: within a heartbeat interval (3 s) of the
+#: shortest session timeout allowed (6 s).
+ASSIGN_TIMEOUT_S = 3.0
 
 #: Builds the task of a partition (set up already, or None when it must set itself up).
 NewTask = Callable[[int, "Partition | None", "PartitionTasks"], PartitionTask]
@@ -52,7 +60,7 @@ def group_by_partition(records: Iterable[Any]) -> dict[int, list[Any]]:
 
 class PartitionTasks:
     def __init__(self, *, new_task: NewTask, membership: Callable[[], GroupMember | None],
-                 load_states: Callable[[list[int]], Awaitable[Mapping[int, PartitionState]]], flow: Flow,
+                 load_states: Callable[[list[int], float], Awaitable[Mapping[int, PartitionState]]], flow: Flow,
                  request_rebalance: Callable[[], Awaitable[None]],
                  on_blocked: Callable[[int, Blocked | None], None] = lambda number, blocked: None,
                  chunk: int = 1000, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -76,29 +84,43 @@ class PartitionTasks:
         if not new:
             return
         try:
-            parts = await self._take_over(new)
+            parts = await asyncio.wait_for(self._take_over(new), ASSIGN_TIMEOUT_S)
         except Exception as exc:  # each task tries again on its own
-            log.warning("partitions %s: cannot take them over yet (%s); their tasks keep trying", new, exc)
+            log.warning("partitions %s: cannot take them over yet (%s); their tasks keep trying", new,
+                        str(exc) or f"not done within {ASSIGN_TIMEOUT_S:.0f}s")
             parts = {}
+        settling = [number for number in new if number not in parts]
+        if parts and settling:
+            log.info("partitions %s: an earlier owner's transaction is still open on their changelog; their tasks "
+                     "take them over once it has ended", settling)
         for number in new:
             task = self.tasks[number] = self._new_task(number, parts.get(number), self)
             task.start()
         self.flow.share(2 * len(self.tasks), floor=self._chunk)
 
     async def take_over(self, number: int) -> Partition:
-        """One partition set up (a task whose partition could not be set up on assignment asks this)."""
-        return (await self._take_over([number]))[number]
+        """One partition set up (a task whose partition could not be set up on assignment asks this); StillSettling
+        while an earlier owner's transaction is open on its changelog."""
+        parts = await self._take_over([number])
+        if number not in parts:
+            raise StillSettling(f"partition {number}: an earlier owner's transaction is still open on its "
+                                f"changelog (after {TAKE_OVER_WAIT_S:.1f}s)")
+        return parts[number]
 
     async def _take_over(self, numbers: list[int]) -> dict[int, Partition]:
+        """The partitions whose committed states could be read (the others' changelogs have an earlier owner's
+        transaction open after TAKE_OVER_WAIT_S)."""
         started = self.monotonic()
         member = self._membership()
         if member is None or member.generation < 0:
             raise NotAMember(f"the worker is not a member of the consumer group ({member}): partitions {numbers} "
                              f"are set up once it has joined")
-        states = await self._load_states(numbers)
-        log.info("took over partitions %s in %.2f s (generation %d): their committed states were read once no "
-                 "earlier owner's transaction was open", numbers, self.monotonic() - started, member.generation)
-        return {number: Partition(number, states.get(number) or PartitionState(), member) for number in numbers}
+        states = await self._load_states(numbers, TAKE_OVER_WAIT_S)
+        if states:
+            log.info("took over partitions %s in %.2f s (generation %d): their committed states were read once no "
+                     "earlier owner's transaction was open", sorted(states), self.monotonic() - started,
+                     member.generation)
+        return {number: Partition(number, state or PartitionState(), member) for number, state in states.items()}
 
     async def on_revoked(self, numbers: Iterable[int]) -> None:
         """Let partitions go: each task commits what it applied (within a bound, all at once) and ends."""

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 
+from orders.kafka import producing
 from tests.stack import USES_LOCAL_STACK, stack_command
 
 from .conftest import (
+    KAFKA_CONFIG,
     Producing,
     assert_exact,
     drained,
     kill_mid_stream,
     orders_with_prices,
     produce,
+    produce_orders,
     read_all,
     wait_for_topics,
     wait_until,
@@ -73,6 +77,67 @@ def test_a_worker_restarted_with_its_worker_id_resumes_within_seconds_and_the_ot
     with capsys.disabled():
         print(f"\n[static membership] SIGKILL and restart to progress past the count before the kill: "
               f"{', '.join(f'{s:.1f}s' for s in took)}; the other worker was never revoked")
+
+
+def joins(log: str) -> list[int]:
+    """The group generations a worker's log says it joined, in order."""
+    return [int(generation) for generation in re.findall(r"Joined group '[^']+' \(generation (\d+)\)", log)]
+
+
+def test_a_transaction_an_earlier_owner_left_open_holds_only_its_partition_and_never_the_rebalance(
+        names, start_worker, order_codec, capsys):
+    """A worker killed in the middle of its commit leaves a transaction open on the changelog until the broker
+    aborts it (up to 20 s later). Taking its partition over used to wait for that inside the rebalance callback,
+    where aiokafka sends no heartbeats: past the session timeout the group dropped the member and rebalanced
+    again, every partition stopping each time."""
+    settings = dict(STEADY, FAILURE_RATE=0, BROKER_SESSION_TIMEOUT_SECONDS=6)
+    first = start_worker("o1", **settings)
+    changelog = f"{names.app_id}-order-stats-changelog"
+    wait_for_topics(names.orders, changelog)
+    wait_until(lambda: len(first.partition_stats() or ()) == 6, 60, "the first worker to own every partition")
+    orders = orders_with_prices("lo", 3_000)
+    produce_orders(order_codec, names.orders, orders)
+    first.wait_for(drained(len(orders)), 60, "the first orders counted")
+
+    # What a worker killed between writing its changelog record and committing leaves on partition 0.
+    left_open = producing.producer(KAFKA_CONFIG, **{"transactional.id": f"{names.app_id}-killed-mid-commit",
+                                                     "transaction.timeout.ms": 120_000})
+    left_open.init_transactions(30)
+    left_open.begin_transaction()
+    producing.produce(left_open, changelog, key=b"0", value=b'{"orders": 999999}', partition=0,
+                      on_delivery=lambda err, msg: None)
+    left_open.flush(30)
+    first_log = len(first.log_text())
+    second = start_worker("o2", **settings)
+    opened = time.monotonic()
+    more = orders_with_prices("lo2", 3_000)
+    produce_orders(order_codec, names.orders, more)
+    on_zero = sum(1 for record in read_all(names.orders) if record.partition == 0)
+    workers = [first, second]
+
+    def counted() -> dict[int, int]:
+        found: dict[int, int] = {}
+        for worker in workers:
+            found.update({partition: stats["orders"] for partition, stats in (worker.partition_stats() or {}).items()})
+        return found
+    wait_until(lambda: (c := counted()) and 0 not in c and sum(c.values()) == 6_000 - on_zero, 60,
+               "every partition but 0 to count its orders while the transaction stays open")
+    drained_others_s = time.monotonic() - opened
+    time.sleep(max(0.0, 15 - drained_others_s))  # past two session timeouts
+    assert 0 not in counted(), "partition 0 waits for the open transaction"
+    joined = (joins(first.log_text()[first_log:]), joins(second.log_text()))
+    left_open.abort_transaction(30)
+    aborted = time.monotonic()
+    summary = first.wait_for(drained(6_000), 60, "partition 0 counted once the transaction ended")
+    taken_over_s = time.monotonic() - aborted
+    assert_exact(orders + more, summary, read_all(names.dlq))
+    assert len(joined[0]) == 1 and joined[0] == joined[1], \
+        f"one rebalance, both workers in it: generations joined {joined}"
+    assert first.stop() == 0 and second.stop() == 0
+    with capsys.disabled():
+        print(f"\n[left open] with a transaction open on changelog partition 0 for {aborted - opened:.1f}s: the "
+              f"other partitions drained in {drained_others_s:.1f}s, one rebalance (generations {joined}); "
+              f"partition 0 counted {taken_over_s:.1f}s after the abort")
 
 
 class AggregateWatch(threading.Thread):

@@ -16,6 +16,7 @@ from orders.domain.partition_state import Aggregate, PartitionState
 from orders.kafka.transactions import Failure, GroupMember, Refusal, TransactionError
 from orders.ops.activity_log import ActivityLog
 from orders.ops.metrics import OrderMetrics
+from orders.processing import tasks as tasks_module
 from orders.processing.commit import Committer
 from orders.processing.faults import FaultInjector
 from orders.processing.flow import Flow
@@ -166,12 +167,17 @@ class Harness:
         self.blocked_events: list[tuple[int, bool]] = []
         self.metrics_registry = CollectorRegistry()
         self.start_loops = start_loops
+        #: partitions whose changelog has an earlier owner's transaction open (load_states leaves them out)
+        self.settling: set[int] = set()
+        #: how long each load_states call was allowed to wait for open transactions
+        self.load_waits: list[float] = []
 
         async def sleep(seconds):
             self.clock.advance(seconds)
 
-        async def load_states(numbers):
-            return {n: self.states.get(n, PartitionState()).copy() for n in numbers}
+        async def load_states(numbers, wait_s):
+            self.load_waits.append(wait_s)
+            return {n: self.states.get(n, PartitionState()).copy() for n in numbers if n not in self.settling}
 
         async def request_rebalance():
             self.rebalances += 1
@@ -451,6 +457,86 @@ def test_a_partition_that_cannot_be_taken_over_yet_sets_itself_up_while_its_reco
         assert changelog_states(harness.outputs[0])[-1]["orders"] == 1
         assert harness.producer.transactions[-1][2].generation == 3
         assert harness.paused == set()
+    run(scenario())
+
+
+def test_a_partition_whose_changelog_holds_an_earlier_owners_open_transaction_is_taken_over_once_it_ends():
+    harness = Harness(states={1: PartitionState(orders=5, applied={ORDERS: 9})})
+    harness.settling = {1}
+
+    async def scenario():
+        await harness.tasks.on_assigned({0, 1})
+        assert harness.tasks.unready() == [1], "partition 0 is set up at once"
+        await harness.submit([harness.order("o-1", 10, partition=1), harness.order("o-2", 0, partition=0)])
+        assert (ORDERS, 1) in harness.paused and (ORDERS, 0) not in harness.paused
+        await harness.settle(0)
+        assert changelog_states(harness.outputs[0])[-1]["orders"] == 1, "partition 0 does not wait for 1"
+        for _ in range(10):  # 20 s: a killed worker's transaction lives up to about that long
+            await harness.task(1).step()
+            assert harness.task(1).next_wake_s() == 0, "each attempt waits for it already: the next comes at once"
+            harness.clock.advance(2.0)
+        assert harness.tasks.unready() == [1] and harness.blocked_events == [], "waiting is not failing"
+        harness.settling.clear()
+        await harness.settle(1)
+        assert harness.tasks.unready() == []
+        assert changelog_states(harness.outputs[1])[-1]["orders"] == 6, "resumed from the state it read"
+        assert harness.paused == set()
+    run(scenario())
+
+
+def test_a_partition_taken_over_late_shows_its_committed_state_at_once_though_no_record_comes():
+    """Its earlier owner applied every record before letting it go: nothing wakes the task after the take-over."""
+    harness = Harness(states={0: PartitionState(orders=5, applied={ORDERS: 9})})
+    harness.settling = {0}
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.task().step()
+        harness.settling.clear()
+        await harness.task().step()
+        assert harness.live() == {0: (PartitionState(orders=5, applied={ORDERS: 9}), 0)}
+        assert harness.task().next_wake_s() == float("inf"), "nothing left to do until records come"
+    run(scenario())
+
+
+def test_an_earlier_owners_transaction_open_past_the_patience_blocks_the_partition_until_it_ends():
+    harness = Harness()
+    harness.settling = {0}
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.task().step()
+        harness.clock.advance(harness.limits.settle_patience_s)
+        for _ in range(harness.limits.attempts_before_blocked):
+            await harness.task().step()
+            harness.clock.advance(harness.task().next_wake_s())
+        assert harness.task().blocked is not None and "still open" in harness.task().blocked.reason
+        assert harness.blocked_events == [(0, True)]
+        harness.settling.clear()
+        await harness.task().step()
+        assert harness.tasks.unready() == [] and harness.blocked_events == [(0, True), (0, False)]
+    run(scenario())
+
+
+def test_taking_over_on_assignment_never_holds_the_rebalance_past_its_bound(monkeypatch):
+    """The rebalance callback sends no heartbeats: a take-over that hangs there must not hold it."""
+    monkeypatch.setattr(tasks_module, "ASSIGN_TIMEOUT_S", 0.05)
+    harness = Harness()
+    answer = asyncio.Event()
+    load_states = harness.tasks._load_states
+
+    async def slow_load_states(numbers, wait_s):
+        await answer.wait()
+        return await load_states(numbers, wait_s)
+    harness.tasks._load_states = slow_load_states
+
+    async def scenario():
+        await asyncio.wait_for(harness.tasks.on_assigned({0, 1}), 5)
+        assert harness.tasks.unready() == [0, 1]
+        answer.set()
+        await harness.task(0).step()
+        assert harness.tasks.unready() == [1]
+        assert set(harness.load_waits) == {tasks_module.TAKE_OVER_WAIT_S}
     run(scenario())
 
 
