@@ -237,7 +237,7 @@ def build_runtime(app: faust.App, settings: Settings, source_topics: list[Any],
         new_task=new_task, membership=lambda: group_member(app), load_states=load_states, flow=flow,
         request_rebalance=lambda: request_rebalance(app),
         on_blocked=lambda number, blocked: metrics.set_partition_blocked(number, blocked is not None),
-        chunk=settings.batch_max_records)
+        chunk=settings.batch_max_records, assign_timeout_s=settings.broker_session_timeout_seconds / 2)
     source_names = frozenset(topic.get_topic_name() for topic in source_topics)
     record_batches = {name: RecordBatches(app, settings.batch_max_records)
                       for name in source_names} if settings.fast_path else {}

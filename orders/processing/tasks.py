@@ -7,7 +7,7 @@ go, handing them the agents' records (Kafka Streams' `TaskManager`).
   states are read from the changelog, once no transaction of an earlier
   owner is open on it. This runs inside the group's rebalance callback, during
   which aiokafka sends no heartbeats, so it is bounded well within a session
-  timeout (ASSIGN_TIMEOUT_S): a partition that cannot be set up by then (the
+  timeout (`assign_timeout_s`): a partition that cannot be set up by then (the
   broker does not answer, or an earlier owner's transaction is still open:
   one a killed worker left is aborted by the broker up to 20 s later) still
   gets its task, which takes it over once it can while its records wait.
@@ -38,9 +38,6 @@ log = logging.getLogger("orders")
 FINAL_COMMIT_TIMEOUT_S = 5.0
 #: How long one attempt to take partitions over waits for an earlier owner's transaction to end.
 TAKE_OVER_WAIT_S = 1.5
-#: The most taking partitions over may hold the rebalance callback: within a heartbeat interval (3 s) of the
-#: shortest session timeout allowed (6 s).
-ASSIGN_TIMEOUT_S = 3.0
 
 #: Builds the task of a partition (set up already, or None when it must set itself up).
 NewTask = Callable[[int, "Partition | None", "PartitionTasks"], PartitionTask]
@@ -63,7 +60,8 @@ class PartitionTasks:
                  load_states: Callable[[list[int], float], Awaitable[Mapping[int, PartitionState]]], flow: Flow,
                  request_rebalance: Callable[[], Awaitable[None]],
                  on_blocked: Callable[[int, Blocked | None], None] = lambda number, blocked: None,
-                 chunk: int = 1000, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 chunk: int = 1000, assign_timeout_s: float = 3.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._new_task = new_task
         self._membership = membership
         self._load_states = load_states
@@ -71,6 +69,8 @@ class PartitionTasks:
         self._request_rebalance = request_rebalance
         self._on_blocked = on_blocked
         self._chunk = chunk
+        #: the most taking partitions over may hold the rebalance callback (the app: half the session timeout)
+        self.assign_timeout_s = assign_timeout_s
         self.monotonic = monotonic
         self.tasks: dict[int, PartitionTask] = {}
         flow.backlog = self.backlog
@@ -84,10 +84,10 @@ class PartitionTasks:
         if not new:
             return
         try:
-            parts = await asyncio.wait_for(self._take_over(new), ASSIGN_TIMEOUT_S)
+            parts = await asyncio.wait_for(self._take_over(new), self.assign_timeout_s)
         except Exception as exc:  # each task tries again on its own
             log.warning("partitions %s: cannot take them over yet (%s); their tasks keep trying", new,
-                        str(exc) or f"not done within {ASSIGN_TIMEOUT_S:.0f}s")
+                        str(exc) or f"not done within {self.assign_timeout_s:.1f}s")
             parts = {}
         settling = [number for number in new if number not in parts]
         if parts and settling:

@@ -518,10 +518,10 @@ def test_an_earlier_owners_transaction_open_past_the_patience_blocks_the_partiti
     run(scenario())
 
 
-def test_taking_over_on_assignment_never_holds_the_rebalance_past_its_bound(monkeypatch):
+def test_taking_over_on_assignment_never_holds_the_rebalance_past_its_bound():
     """The rebalance callback sends no heartbeats: a take-over that hangs there must not hold it."""
-    monkeypatch.setattr(tasks_module, "ASSIGN_TIMEOUT_S", 0.05)
     harness = Harness()
+    harness.tasks.assign_timeout_s = 0.05
     answer = asyncio.Event()
     load_states = harness.tasks._load_states
 
