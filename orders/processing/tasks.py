@@ -89,10 +89,11 @@ class PartitionTasks:
             log.warning("partitions %s: cannot take them over yet (%s); their tasks keep trying", new,
                         str(exc) or f"not done within {self.assign_timeout_s:.1f}s")
             parts = {}
-        settling = [number for number in new if number not in parts]
-        if parts and settling:
-            log.info("partitions %s: an earlier owner's transaction is still open on their changelog; their tasks "
-                     "take them over once it has ended", settling)
+        else:
+            settling = [number for number in new if number not in parts]
+            if settling:
+                log.info("partitions %s: an earlier owner's transaction is still open on their changelog; their "
+                         "tasks take them over once it has ended", settling)
         for number in new:
             task = self.tasks[number] = self._new_task(number, parts.get(number), self)
             task.start()
@@ -120,7 +121,7 @@ class PartitionTasks:
             log.info("took over partitions %s in %.2f s (generation %d): their committed states were read once no "
                      "earlier owner's transaction was open", sorted(states), self.monotonic() - started,
                      member.generation)
-        return {number: Partition(number, state or PartitionState(), member) for number, state in states.items()}
+        return {number: Partition(number, state, member) for number, state in states.items()}
 
     async def on_revoked(self, numbers: Iterable[int]) -> None:
         """Let partitions go: each task commits what it applied (within a bound, all at once) and ends."""
