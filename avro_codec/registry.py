@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import threading
+from functools import partial
 from typing import Any
 
 import fastavro
@@ -40,6 +41,8 @@ class SchemaCache:
         self._client: SchemaRegistryClient | None = None
         self._lock = threading.Lock()
         self._writers: dict[int, dict[str, Any]] = {}
+        #: schema id -> the request on its way for it
+        self._fetching: dict[int, asyncio.Task] = {}
 
     # -- connection ----------------------------------------------------------
 
@@ -136,8 +139,27 @@ class SchemaCache:
         return schema
 
     async def fetch(self, schema_id: int) -> dict[str, Any]:
-        """`writer_schema` off the event loop: one attempt (waiting out an outage is the caller's policy)."""
-        return await asyncio.to_thread(self.writer_schema, schema_id)
+        """`writer_schema` off the event loop: one attempt (waiting out an outage is the caller's policy).
+
+        One request per id at a time: the partitions of a new worker all meet an uncached id at their
+        first record, and those asking while it is on its way wait for its answer."""
+        schema = self._writers.get(schema_id)
+        if schema is not None:
+            return schema
+        loop = asyncio.get_running_loop()
+        asked = self._fetching.get(schema_id)
+        if asked is None or asked.get_loop() is not loop:
+            asked = loop.create_task(asyncio.to_thread(self.writer_schema, schema_id), name=f"schema-{schema_id}")
+            self._fetching[schema_id] = asked
+            asked.add_done_callback(partial(self._fetched, schema_id))
+        # Shielded: one asker cancelled (its partition stopped) does not cancel the others' answer.
+        return await asyncio.shield(asked)
+
+    def _fetched(self, schema_id: int, asked: asyncio.Task) -> None:
+        if self._fetching.get(schema_id) is asked:
+            del self._fetching[schema_id]
+        if not asked.cancelled():
+            asked.exception()  # retrieved here: every asker may have been cancelled meanwhile
 
 
 def _excerpt(text: str, limit: int = 120) -> str:

@@ -46,11 +46,39 @@ class Broker:
     def __init__(self, config: Mapping[str, Any], timeout_s: float = READ_TIMEOUT_S) -> None:
         self.config = config
         self.timeout_s = timeout_s
+        #: earliest offsets asked for and not read yet: (topic, partition) -> the askers' futures
+        self._first_asked: dict[tuple[str, int], list[asyncio.Future]] = {}
+        self._first_reads: asyncio.Task | None = None
 
     async def earliest_offset(self, topic: str, partition: int) -> int:
-        """The oldest offset still in a partition."""
-        return await until_answered(f"earliest offset of {topic}[{partition}]",
-                                    partial(reading.first_offset, self.config, topic, partition), self.timeout_s)
+        """The oldest offset still in a partition.
+
+        A worker that takes over new partitions asks this at the first record of each, all at about the
+        same time; the questions asked while one read is on its way go together into the next read, one
+        request per topic and leader (192 one-partition reads through asyncio's six default threads cost a
+        second of the first records' time)."""
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        self._first_asked.setdefault((topic, partition), []).append(answer)
+        if self._first_reads is None or self._first_reads.done():
+            self._first_reads = loop.create_task(self._read_first_offsets(), name="earliest-offsets")
+        return await answer
+
+    async def _read_first_offsets(self) -> None:
+        while self._first_asked:
+            asked, self._first_asked = self._first_asked, {}
+            partitions = sorted(asked)
+            try:
+                found = await until_answered(
+                    f"earliest offsets of {_named(partitions)}",
+                    partial(reading.first_offsets, self.config, partitions), self.timeout_s)
+            except Exception as exc:
+                _settle(asked, error=exc)
+            except BaseException:  # cancelled at shutdown: so are the questions
+                _settle(asked, error=None)
+                raise
+            else:
+                _settle(asked, found=found)
 
     async def read_page(self, topic: str, partition: int, start: int, end: int) -> list[Record]:
         """Up to PAGE_RECORDS committed records of one partition with start <= offset < end."""
@@ -90,3 +118,23 @@ class Broker:
         return await until_answered(f"the last records of {topic}",
                                     partial(reading.last_records, self.config, topic, partitions),
                                     self.timeout_s if timeout_s is None else timeout_s)
+
+
+def _settle(asked: dict[tuple[str, int], list[asyncio.Future]], found: Mapping[tuple[str, int], int] | None = None,
+            error: Exception | None = None) -> None:
+    """Give every question still waiting its answer from `found`, or `error`; without either, cancel it. (One
+    whose asker was cancelled is done already.)"""
+    for tp, answers in asked.items():
+        for answer in answers:
+            if answer.done():
+                continue
+            if found is not None:
+                answer.set_result(found[tp])
+            elif error is not None:
+                answer.set_exception(error)
+            else:
+                answer.cancel()
+
+
+def _named(partitions: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{topic}{numbers}" for topic, numbers in reading.by_topic(partitions).items())

@@ -13,9 +13,9 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -28,6 +28,8 @@ from confluent_kafka import (
 )
 
 from ..domain.headers import origin_key
+
+T = TypeVar("T")
 
 
 class TopicMissing(LookupError):
@@ -104,18 +106,29 @@ def _watermarks(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
     return _marks(consumer, topic, sorted(found.partitions))
 
 
+def by_topic(partitions: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
+    """(topic, partition) pairs grouped: topic -> its partitions, in the order given."""
+    grouped: dict[str, list[int]] = {}
+    for topic, partition in partitions:
+        grouped.setdefault(topic, []).append(partition)
+    return grouped
+
+
+def _per_partition(config: Mapping[str, Any], partitions: Iterable[tuple[str, int]],
+                   ask: Callable[[Consumer, str, list[int]], Mapping[int, T]]) -> dict[tuple[str, int], T]:
+    """`ask(consumer, topic, numbers)` of each topic, through one consumer, keyed (topic, partition)."""
+    consumer = _consumer(config)
+    try:
+        return {(topic, partition): answer for topic, numbers in by_topic(partitions).items()
+                for partition, answer in ask(consumer, topic, numbers).items()}
+    finally:
+        consumer.close()
+
+
 def watermarks(config: Mapping[str, Any], partitions: Iterable[tuple[str, int]]
                ) -> dict[tuple[str, int], tuple[int, int]]:
     """(topic, partition) -> (oldest offset still in the log, offset the next record will get)."""
-    by_topic: dict[str, list[int]] = {}
-    for topic, partition in partitions:
-        by_topic.setdefault(topic, []).append(partition)
-    consumer = _consumer(config)
-    try:
-        return {(topic, partition): marks for topic, numbers in by_topic.items()
-                for partition, marks in _marks(consumer, topic, numbers).items()}
-    finally:
-        consumer.close()
+    return _per_partition(config, partitions, _marks)
 
 
 def ping(config: Mapping[str, Any], topic: str, timeout_s: float) -> None:
@@ -170,9 +183,11 @@ def wait_for_open_transactions(config: Mapping[str, Any], topic: str, partitions
         uncommitted.close()
 
 
-def first_offset(config: Mapping[str, Any], topic: str, partition: int) -> int:
-    """The oldest offset still in a partition (its low watermark)."""
-    return watermarks(config, [(topic, partition)])[topic, partition][0]
+def first_offsets(config: Mapping[str, Any], partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> the oldest offset still in the log (its low watermark), one request per topic
+    and leader."""
+    return _per_partition(config, partitions,
+                          lambda consumer, topic, numbers: _offsets(consumer, topic, numbers, OFFSET_BEGINNING))
 
 
 def end_offsets(config: Mapping[str, Any], topic: str) -> dict[int, int]:

@@ -1,11 +1,16 @@
 """Reading helpers of `orders.kafka.reading` against a real broker, where transactions leave offsets without records."""
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
 
+from orders.kafka import broker as broker_module
 from orders.kafka import producing, reading
+from orders.kafka.broker import Broker
 
 from .conftest import KAFKA_CONFIG, create_topic
 
@@ -71,3 +76,32 @@ def test_a_new_owner_waits_for_a_transaction_left_open_and_goes_on_once_it_ends(
     had, waited = reading.wait_for_open_transactions(KAFKA_CONFIG, topic, [0, 1], 20)
     assert had == [0] and 0.5 < waited < 10
     assert reading.last_records(KAFKA_CONFIG, topic, [0])[0].value == b"pending", "the record it waited for"
+
+
+def test_earliest_offsets_asked_together_are_read_at_once_and_follow_deleted_records(names, monkeypatch):
+    """What a worker taking over new partitions asks at the first record of each: the oldest offset still in the
+    log, past records deleted at its head (retention, `kafka-delete-records`)."""
+    topic = f"{names.app_id}-earliest"
+    create_topic(topic, partitions=3)
+    for partition, count in ((0, 4), (1, 10)):
+        producer = producing.producer(KAFKA_CONFIG)
+        producing.deliver(producer, [producing.Outgoing(topic, b"k", b"v", (), partition=partition)] * count)
+    admin = AdminClient(KAFKA_CONFIG)
+    deleted = admin.delete_records([TopicPartition(topic, 1, 7)])
+    for future in deleted.values():
+        future.result(30)
+
+    reads = []
+    real = reading.first_offsets
+
+    def counted(config, partitions):
+        reads.append(list(partitions))
+        return real(config, partitions)
+    monkeypatch.setattr(broker_module.reading, "first_offsets", counted)
+
+    async def ask_all():
+        broker = Broker(KAFKA_CONFIG)
+        return await asyncio.gather(*(broker.earliest_offset(topic, partition) for partition in (0, 1, 2)))
+
+    assert asyncio.run(ask_all()) == [0, 7, 0]
+    assert reads == [[(topic, 0), (topic, 1), (topic, 2)]], "asked in the same turn of the loop: one read"

@@ -2,15 +2,17 @@ import asyncio
 import io
 import json
 import struct
+import threading
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from avro_codec import AvroCodecError, AvroRecordCodec, load_schema
+from avro_codec import AvroCodecError, AvroRecordCodec, SchemaCache, load_schema
 from avro_codec.wire import frame, unframe
 
 from .fakes import InMemorySchemaCache
@@ -184,3 +186,36 @@ def test_the_hot_path_waits_for_an_unknown_schema_id_and_reads_it_once_cached(co
 def test_a_value_that_is_not_bytes_decodes_the_same(codec):
     data = codec.dumps(ORDER)
     assert codec.decode_cached(bytearray(data)) == codec.decode_cached(memoryview(data)) == ORDER
+
+
+class HeldRegistryClient:
+    """A registry client whose look-ups wait until released; the ids asked are kept."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+        self.release = threading.Event()
+
+    def get_by_id(self, schema_id: int, timeout=None):
+        self.asked.append(schema_id)
+        assert self.release.wait(10), "never released"
+        return SimpleNamespace(schema_type="AVRO", raw_schema=SCHEMA)
+
+
+def test_askers_of_an_uncached_schema_id_share_one_registry_request_and_one_giving_up_leaves_the_others():
+    cache = SchemaCache("http://registry.invalid")
+    client = cache._client = HeldRegistryClient()
+
+    async def scenario():
+        askers = [asyncio.create_task(cache.fetch(7)) for _ in range(20)]
+        while not client.asked:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
+        askers[0].cancel()
+        client.release.set()
+        return await asyncio.gather(*askers, return_exceptions=True)
+
+    answers = asyncio.run(scenario())
+    assert client.asked == [7], "one request while it was on its way"
+    assert isinstance(answers[0], asyncio.CancelledError)
+    assert answers[1:] == [fastavro.parse_schema(SCHEMA)] * 19
+    assert asyncio.run(cache.fetch(7)) == answers[1] and client.asked == [7], "cached from then on"
