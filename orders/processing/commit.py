@@ -1,10 +1,11 @@
 """Commits the partitions' work through the worker's one transactional producer, several partitions per
 transaction (a group commit).
 
-A partition task whose commit is due asks `commit(part)` and waits. Requests
-that arrive while a transaction is being committed go together into the
-next one, so a worker commits as often as the broker answers, not once per
-partition. One transaction, for every partition in it: the retry copies and
+A partition task whose commit is due seals its work (`submit(part)`) and
+goes on applying the next records while the transaction is on its way.
+Requests that arrive while a transaction is being committed go together into
+the next one, so a worker commits as often as the broker answers, not once
+per partition. One transaction, for every partition in it: the retry copies and
 dead letters in its outbox, then its live state on the changelog; then a
 flush (every record acknowledged, so it is in the log before the offsets
 count); then the source offsets, sent with the group membership the
@@ -29,20 +30,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from confluent_kafka import TopicPartition
 
 from ..backoff import Backoff
+from ..kafka.records import SourceRecord
 from ..kafka.transactions import Failure, GroupMember, TransactionError
-from .partition import Outcome, Partition
+from .partition import Outcome, Partition, Sealed
 
 log = logging.getLogger("orders")
 
 #: Asked before each new attempt after a refusal for the moment; False: give up and raise it.
 KeepTrying = Callable[[TransactionError], bool]
-#: A transaction that takes this long is logged with the time each of its steps took: its partitions' next
-#: records wait for it (commits come every COMMIT_INTERVAL_SECONDS, 0.25 s by default).
+#: A transaction that takes this long is logged with the time each of its steps took: its partitions apply
+#: their next records meanwhile, but their next commits wait for it (they come every COMMIT_INTERVAL_SECONDS,
+#: 0.25 s by default).
 SLOW_TRANSACTION_S = 1.0
 
 
@@ -64,9 +67,19 @@ class Producer(Protocol):
     def close(self) -> None: ...
 
 
+class Committed(NamedTuple):
+    """A partition's commit, done: what its records did, the records, and the offset its state landed at on the
+    changelog (None if the delivery report did not say)."""
+
+    outcomes: list[Outcome]
+    records: list[SourceRecord]
+    changelog_offset: int | None
+
+
 @dataclass
 class _Request:
     part: Partition
+    sealed: Sealed
     keep_trying: KeepTrying
     future: asyncio.Future = field(repr=False)
     #: the offset the partition's state landed at on the changelog, when the delivery report said
@@ -89,20 +102,24 @@ class Committer:
         self.transactions = 0
         self.partition_commits = 0
 
-    async def commit(self, part: Partition, keep_trying: KeepTrying) -> tuple[list[Outcome], int | None]:
-        """Commit the partition's work with its live state, together with whatever other partitions ask at the
-        same time; return the partition's outcomes and the offset its state landed at on the changelog (None
-        if the delivery report did not say). TransactionError when it did not commit.
+    def submit(self, part: Partition, keep_trying: KeepTrying) -> asyncio.Future:
+        """Seal the partition's work now (between two records: the caller goes on applying the next ones) and
+        queue it for the next transaction, with whatever other partitions ask at the same time. The future's
+        result is `Committed`; its exception the TransactionError when it did not commit (the partition then
+        puts its committed state back: `Partition.restore`).
 
         `keep_trying(error)` is asked before each new attempt after a refusal for the moment: False raises it.
         """
         loop = asyncio.get_running_loop()
-        request = _Request(part, keep_trying, loop.create_future())
+        request = _Request(part, part.seal(), keep_trying, loop.create_future())
         self._waiting.append(request)
         if self._rounds is None or self._rounds.done():
             self._rounds = loop.create_task(self._run_rounds(), name="commits")
-        await request.future
-        return request.future.result()
+        return request.future
+
+    async def commit(self, part: Partition, keep_trying: KeepTrying) -> Committed:
+        """`submit`, and wait for it."""
+        return await self.submit(part, keep_trying)
 
     async def _run_rounds(self) -> None:
         while self._waiting:
@@ -120,9 +137,9 @@ class Committer:
                             request.future.set_exception(exc)
                 else:
                     for request in batch:
-                        outcomes = request.part.mark_committed()
+                        outcomes, records = request.part.mark_committed()
                         if not request.future.done():
-                            request.future.set_result((outcomes, request.changelog_offset))
+                            request.future.set_result(Committed(outcomes, records, request.changelog_offset))
 
     async def _commit_one(self, member: GroupMember, batch: list[_Request]) -> None:
         steps = _Steps(self.clock)
@@ -132,16 +149,16 @@ class Committer:
             producer.begin()
             offsets = []
             for request in batch:
-                part = request.part
-                for record in part.outbox:
+                number, sealed = request.part.number, request.sealed
+                for record in sealed.outbox:
                     producer.produce(record.topic, key=record.key, value=record.value, headers=record.headers,
                                      partition=record.partition, timestamp_ms=record.timestamp_ms,
                                      source=record.source)
-                producer.produce(self.changelog_topic, key=json.dumps(part.number).encode(),
-                                 value=json.dumps(part.state.to_value()).encode(), partition=part.number,
+                producer.produce(self.changelog_topic, key=json.dumps(number).encode(),
+                                 value=json.dumps(sealed.state.to_value()).encode(), partition=number,
                                  on_delivery=self._landed(request))
-                offsets += [TopicPartition(topic, part.number, applied + 1)
-                            for topic, applied in part.state.applied.items()]
+                offsets += [TopicPartition(topic, number, applied + 1)
+                            for topic, applied in sealed.state.applied.items()]
             steps.done("queue")
             await self._asked_until_done(producer.flush, batch)
             steps.done("flush")
@@ -158,7 +175,7 @@ class Committer:
         finally:
             took = steps.total()
             if took >= self.slow_s:
-                log.warning("a transaction of %d partition(s) took %.2fs (%s): their next records waited for it; "
+                log.warning("a transaction of %d partition(s) took %.2fs (%s): their next commits waited for it; "
                             "partitions %s", len(batch), took, steps, sorted(request.part.number for request in batch))
         self.transactions += 1
         self.partition_commits += len(batch)

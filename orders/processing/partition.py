@@ -6,9 +6,12 @@ the last commit (`uncommitted` of them, kept in `applied` so they can be
 applied again); `/average/` shows the live state, as Kafka Streams'
 interactive queries show a store's uncommitted writes. The retry copies and
 dead letters those records caused wait in the `outbox` until the worker's
-next transaction writes them, with the state (processing/commit.py). A commit
-makes the live state the committed one; an abort puts the committed one
-back, empties the outbox, and the records applied since are applied again.
+next transaction writes them, with the state (processing/commit.py). Asking
+for a commit seals the work applied so far (`seal`): the transaction writes
+that, while the partition goes on applying records for the next one, and its
+commit makes the sealed state the committed one. An abort puts the committed
+one back, empties the outbox, and the records applied since are applied
+again.
 What the applied records did (for the metrics and the console) is kept as
 outcomes until their transaction commits, so no counter counts what a crash
 or an abort takes back.
@@ -70,6 +73,17 @@ class Outgoing(NamedTuple):
     source: SourceRecord | None = None
 
 
+class Sealed(NamedTuple):
+    """The work a transaction on its way writes for a partition: the state as it was sealed, the retry copies
+    and dead letters of the records applied until then, and what those records did."""
+
+    state: PartitionState
+    outbox: list[Outgoing]
+    outcomes: list[Outcome]
+    #: how many of the partition's `applied` records it covers (the first ones)
+    records: int
+
+
 class Partition:
     def __init__(self, number: int, state: PartitionState, member: GroupMember) -> None:
         self.number = number
@@ -80,9 +94,12 @@ class Partition:
         #: what the next commit writes besides the state, in the order the records were applied
         self.outbox: list[Outgoing] = []
         self.outcomes: list[Outcome] = []
-        #: the delivered records applied in the open transaction, in the order they were applied
+        #: the delivered records applied since the last commit, in the order they were applied (those of a
+        #: transaction on its way first)
         self.applied: list[SourceRecord] = []
-        #: monotonic time of the first change since the last commit; None when nothing is uncommitted
+        #: the work of the transaction on its way (None: none is)
+        self.sealed: Sealed | None = None
+        #: monotonic time of the first change not sealed yet; None when there is none
         self.changed_at: float | None = None
         #: let go (revoked, shut down) or taken over by another worker (a commit found the group moved on):
         #: apply nothing more to this object
@@ -90,7 +107,7 @@ class Partition:
 
     @property
     def uncommitted(self) -> int:
-        """Records applied since the last commit."""
+        """Records applied since the last commit (those of a transaction on its way included)."""
         return len(self.applied)
 
     def send(self, topic: str, *, key: bytes | None, value: bytes | None,
@@ -104,20 +121,31 @@ class Partition:
         if self.changed_at is None:
             self.changed_at = now
 
+    def seal(self) -> Sealed:
+        """Close the work applied so far for a transaction (called between records, never inside one): the
+        records applied from now on go into the next. One transaction at a time per partition."""
+        if self.sealed is not None:
+            raise RuntimeError(f"partition {self.number}: a transaction is on its way already")
+        self.sealed = Sealed(self.state.copy(), self.outbox, self.outcomes, len(self.applied))
+        self.outbox, self.outcomes = [], []
+        self.changed_at = None
+        return self.sealed
+
     def restore(self) -> list[SourceRecord]:
-        """Back to the last committed state; return the records applied since, to be applied again."""
+        """Back to the last committed state; return the records applied since, to be applied again. Not while
+        a transaction is on its way: its outcome comes first."""
         self.state = self.committed.copy()
-        self.outbox = []
-        self.outcomes.clear()
+        self.outbox, self.outcomes = [], []
+        self.sealed = None
         self.changed_at = None
         applied, self.applied = self.applied, []
         return applied
 
-    def mark_committed(self) -> list[Outcome]:
-        """The live state is committed; return the outcomes of the transaction."""
-        self.committed = self.state.copy()
-        self.outbox = []
-        outcomes, self.outcomes = self.outcomes, []
-        self.changed_at = None
-        self.applied = []
-        return outcomes
+    def mark_committed(self) -> tuple[list[Outcome], list[SourceRecord]]:
+        """The sealed work is committed: its state is the committed one. Its outcomes and records."""
+        sealed, self.sealed = self.sealed, None
+        if sealed is None:
+            raise RuntimeError(f"partition {self.number}: no transaction was on its way")
+        self.committed = sealed.state
+        done, self.applied = self.applied[:sealed.records], self.applied[sealed.records:]
+        return sealed.outcomes, done

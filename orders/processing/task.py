@@ -12,7 +12,10 @@ Streams' `StreamTask`), so nothing one partition waits for holds up another.
 - **Commits.** The partition commits once its first uncommitted record is
   COMMIT_INTERVAL_SECONDS old (or when it holds as many records as it may
   after an error, below), in the worker's next transaction, together with
-  the other partitions that commit then (processing/commit.py).
+  the other partitions that commit then (processing/commit.py). It seals
+  its work for that transaction and goes on applying records while the
+  transaction is on its way (one at a time); the next step takes its
+  outcome.
 - **The error boundary.** Any exception while applying or committing drops
   the partition's uncommitted work (its outbox; a transaction it was in is
   aborted), puts the committed state back and returns the records applied
@@ -173,6 +176,8 @@ class PartitionTask:
         self._head_due = math.inf
         #: the live state changed since it was last published
         self._changed = part is not None
+        #: the commit on its way (Committer.submit): the task applies the next records meanwhile
+        self._committing: asyncio.Future | None = None
 
     def _new_backoff(self) -> Backoff:
         return Backoff(self.limits.backoff_initial_s, self.limits.backoff_max_s)
@@ -247,6 +252,8 @@ class PartitionTask:
                             "next owner (applied again there)", self.number, timeout_s)
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+                if self._committing is not None:
+                    self._committing.cancel()  # left out of the next transaction, if it has not begun
         self._release()
 
     def _release(self) -> None:
@@ -292,14 +299,17 @@ class PartitionTask:
         if self.part is None:
             return 0.0
         part = self.part
-        if self._cap is not None and part.uncommitted >= self._cap:
+        committing = self._committing
+        if committing is not None and committing.done():
             return 0.0
+        if self._cap is not None and part.uncommitted >= self._cap:
+            return 0.0 if committing is None else math.inf  # the commit's end wakes the task
         if self.orders:
             return 0.0
         if self.retries and self._head_due == math.inf:
             return 0.0  # copies not looked at yet (the last step ran out of room): they may be due
         wake = self._head_due - now if self.retries else math.inf
-        if part.changed_at is not None:
+        if part.changed_at is not None and committing is None:
             wake = min(wake, part.changed_at + self.limits.commit_interval_s - now)
         return 0.0 if wake <= CLOCK_SLACK_S else wake
 
@@ -314,16 +324,18 @@ class PartitionTask:
             return
         part = self.part
         try:
+            if self._committing is not None and self._committing.done():
+                self._take_commit(part)
             if self.orders:
                 await self._apply_orders(part)
             if self.retries:
                 await self._apply_due_copies(part)
             if self._commit_due(part):
-                await self._commit(part)
+                self._commit(part)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await self._recover(part, exc)
+            await self._recover(part, await self._after_commit_on_its_way(part, exc))
         if not self.lost:
             self._update_flow()
             if self._changed:
@@ -400,24 +412,45 @@ class PartitionTask:
     # -- committing -------------------------------------------------------------------
 
     def _commit_due(self, part: Partition) -> bool:
-        if part.changed_at is None:
+        if part.changed_at is None or self._committing is not None:
             return False
         if self._cap is not None and part.uncommitted >= self._cap:
             return True
         return self.monotonic() - part.changed_at >= self.limits.commit_interval_s - CLOCK_SLACK_S
 
-    async def _commit(self, part: Partition) -> None:
+    def _commit(self, part: Partition) -> None:
+        """Seal the work applied so far and send it on its way; the next step takes the outcome."""
         if self.fault:
             self.fault("commit")
-        applied = part.applied
-        outcomes, changelog_offset = await self.committer.commit(part, self._keep_trying)
-        self.store.publish(self.number, part.state, 0, changelog_offset)
+        self._committing = self.committer.submit(part, self._keep_trying)
+        self._committing.add_done_callback(lambda _done: self._wake.set())
+
+    def _take_commit(self, part: Partition) -> None:
+        """The commit on its way has ended: report it, or raise its error (for the error boundary)."""
+        done, self._committing = self._committing, None
+        committed = done.result()
+        self.store.publish(self.number, part.state, part.uncommitted, committed.changelog_offset)
         self._changed = False
-        for msg in applied:
+        for msg in committed.records:
             if msg.topic == self.retry_topic:
                 self._first_seen.pop(msg.offset, None)
-        self.reporter.report(outcomes)
+        self.reporter.report(committed.outcomes)
         self._succeeded(part)
+
+    async def _after_commit_on_its_way(self, part: Partition, exc: Exception) -> Exception:
+        """Before the error boundary puts the committed state back: wait for a commit on its way and take its
+        outcome. The error to recover from: `exc`, or the commit's when it lost the partition."""
+        if self._committing is None:
+            return exc
+        await asyncio.wait([self._committing])
+        try:
+            self._take_commit(part)
+        except TransactionError as commit_error:
+            if commit_error.failure in (Failure.LOST, Failure.FATAL):
+                return commit_error
+        except Exception:  # putting the committed state back covers what it did not commit
+            pass
+        return exc
 
     def _keep_trying(self, error: TransactionError) -> bool:
         """A commit refused for the moment: count the attempt (a partition can be blocked by it too)."""
@@ -440,16 +473,20 @@ class PartitionTask:
 
     async def _final_commit(self) -> None:
         part = self.part
-        if part is None or part.lost or part.changed_at is None:
+        if part is None or part.lost:
             return
         try:
-            outcomes, changelog_offset = await self.committer.commit(part, lambda _error: True)
+            if self._committing is not None:
+                await asyncio.wait([self._committing])
+                self._take_commit(part)
+            if part.changed_at is None:
+                return
+            self._commit(part)
+            await asyncio.wait([self._committing])
+            self._take_commit(part)
         except Exception as exc:
             log.warning("partition %d: last commit failed (%s); the next owner applies its %d record(s) again",
                         self.number, exc, part.uncommitted)
-            return
-        self.store.publish(self.number, part.state, 0, changelog_offset)
-        self.reporter.report(outcomes)
 
     # -- the error boundary -----------------------------------------------------------
 

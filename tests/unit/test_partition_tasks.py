@@ -239,7 +239,7 @@ class Harness:
         intervals); stops at a retry copy that is not due (the caller moves the clock for that)."""
         task = self.task(number)
         for _ in range(rounds):
-            await task.step()
+            await self.step(number)
             wait = task.next_wake_s()
             if wait == 0:
                 continue
@@ -250,6 +250,18 @@ class Harness:
                 return
             self.clock.advance(wait)
         raise AssertionError("the task never settled")
+
+    async def step(self, number: int = 0) -> None:
+        """A step of a task, and while it left a commit on its way, the wait for it and the next step, which
+        takes it (the task's loop does the same, woken by the commit's end)."""
+        task = self.task(number)
+        await task.step()
+        for _ in range(100):
+            if task._committing is None:
+                return
+            await asyncio.wait([task._committing])
+            await task.step()
+        raise AssertionError("the task kept sending commits")
 
     def live(self) -> dict[int, tuple]:
         """What a reader of the table sees: each owned partition's (state, uncommitted)."""
@@ -300,13 +312,13 @@ def test_state_and_outputs_become_visible_together_at_the_commit():
     async def scenario():
         await harness.tasks.on_assigned({0})
         await harness.submit([harness.order("o-1", 0), harness.order("o-2", 1)])
-        await harness.task().step()
+        await harness.step()
         output = harness.outputs[0]
         assert output.to(RETRY) == [] and harness.live()[0][0].orders == 1
         assert harness.live()[0][1] == 2, "two records applied in the open transaction"
         assert harness.counter("orders_processed_total") == 0, "nothing is reported before it is committed"
         harness.clock.advance(0.1)
-        await harness.task().step()
+        await harness.step()
         assert [record["topic"] for record in harness.producer.visible] == [RETRY, CHANGELOG]
         ((_records, offsets, member),) = harness.producer.transactions
         assert [(tp.topic, tp.partition, tp.offset) for tp in offsets] == [(ORDERS, 0, 2)], "the next offset"
@@ -325,14 +337,14 @@ def test_a_busy_partition_commits_once_its_transaction_has_been_open_for_the_int
     async def scenario():
         await harness.tasks.on_assigned({0})
         await harness.submit([harness.order("o-1", 0)])
-        await harness.task().step()
+        await harness.step()
         harness.clock.advance(0.05)
         await harness.submit([harness.order("o-2", 1)])
-        await harness.task().step()
+        await harness.step()
         assert harness.producers == [], "open less than the interval"
         assert harness.task().next_wake_s() == pytest.approx(0.05)
         harness.clock.advance(0.05)
-        await harness.task().step()
+        await harness.step()
         assert changelog_states(harness.outputs[0])[-1]["orders"] == 2
     run(scenario())
 
@@ -372,17 +384,17 @@ def test_a_slow_transaction_is_logged_with_the_time_each_step_took_and_its_parti
     async def scenario():
         await harness.tasks.on_assigned({0, 3})
         await harness.submit([harness.order("o-1", 0, partition=0), harness.order("o-2", 0, partition=3)])
-        await harness.task(0).step()
-        await harness.task(3).step()
+        await harness.step(0)
+        await harness.step(3)
         harness.clock.advance(1.0)
-        await asyncio.gather(harness.task(0).step(), harness.task(3).step())
+        await asyncio.gather(harness.step(0), harness.step(3))
     caplog.set_level("WARNING", logger="orders")
     run(scenario())
     assert harness.producer.commits == 1
     slow = [r.getMessage() for r in caplog.records if "transaction of" in r.getMessage()]
     if logged:
         assert slow == ["a transaction of 2 partition(s) took 1.50s (producer 0.00s, queue 0.00s, flush 1.50s, "
-                        "offsets 0.00s, commit 0.00s): their next records waited for it; partitions [0, 3]"]
+                        "offsets 0.00s, commit 0.00s): their next commits waited for it; partitions [0, 3]"]
     else:
         assert slow == []
 
@@ -450,7 +462,7 @@ def test_a_partition_that_cannot_be_taken_over_yet_sets_itself_up_while_its_reco
         assert harness.live() == {} and harness.tasks.unready() == [0]
         await harness.submit([harness.order("o-1", 0)])
         assert (ORDERS, 0) in harness.paused and harness.tasks.backlog() == 0, "held: not in the backlog"
-        await harness.task().step()
+        await harness.step()
         assert harness.tasks.unready() == [0], "still no membership"
         harness.member = GroupMember("orders-app", 3, "member-1")
         await harness.settle()
@@ -472,7 +484,7 @@ def test_a_partition_whose_changelog_holds_an_earlier_owners_open_transaction_is
         await harness.settle(0)
         assert changelog_states(harness.outputs[0])[-1]["orders"] == 1, "partition 0 does not wait for 1"
         for _ in range(10):  # 20 s: a killed worker's transaction lives up to about that long
-            await harness.task(1).step()
+            await harness.step(1)
             assert harness.task(1).next_wake_s() == 0, "each attempt waits for it already: the next comes at once"
             harness.clock.advance(2.0)
         assert harness.tasks.unready() == [1] and harness.blocked_events == [], "waiting is not failing"
@@ -491,9 +503,9 @@ def test_a_partition_taken_over_late_shows_its_committed_state_at_once_though_no
 
     async def scenario():
         await harness.tasks.on_assigned({0})
-        await harness.task().step()
+        await harness.step()
         harness.settling.clear()
-        await harness.task().step()
+        await harness.step()
         assert harness.live() == {0: (PartitionState(orders=5, applied={ORDERS: 9}), 0)}
         assert harness.task().next_wake_s() == float("inf"), "nothing left to do until records come"
     run(scenario())
@@ -505,15 +517,15 @@ def test_an_earlier_owners_transaction_open_past_the_patience_blocks_the_partiti
 
     async def scenario():
         await harness.tasks.on_assigned({0})
-        await harness.task().step()
+        await harness.step()
         harness.clock.advance(harness.limits.settle_patience_s)
         for _ in range(harness.limits.attempts_before_blocked):
-            await harness.task().step()
+            await harness.step()
             harness.clock.advance(harness.task().next_wake_s())
         assert harness.task().blocked is not None and "still open" in harness.task().blocked.reason
         assert harness.blocked_events == [(0, True)]
         harness.settling.clear()
-        await harness.task().step()
+        await harness.step()
         assert harness.tasks.unready() == [] and harness.blocked_events == [(0, True), (0, False)]
     run(scenario())
 
@@ -534,7 +546,7 @@ def test_taking_over_on_assignment_never_holds_the_rebalance_past_its_bound():
         await asyncio.wait_for(harness.tasks.on_assigned({0, 1}), 5)
         assert harness.tasks.unready() == [0, 1]
         answer.set()
-        await harness.task(0).step()
+        await harness.step(0)
         assert harness.tasks.unready() == [1]
         assert set(harness.load_waits) == {tasks_module.TAKE_OVER_WAIT_S}
     run(scenario())
@@ -801,7 +813,7 @@ def test_a_registry_that_does_not_answer_is_retried_as_long_as_it_lasts_and_neve
         await harness.tasks.on_assigned({0})
         await harness.submit([harness.order("o-0", 0)])
         for _ in range(4):
-            await harness.task().step()
+            await harness.step()
             harness.clock.advance(harness.task().next_wake_s())
         assert harness.task().blocked is not None and "JSONDecodeError" in harness.task().blocked.reason
         assert harness.paused == {(ORDERS, 0), (RETRY, 0)}
@@ -824,7 +836,7 @@ def test_an_output_the_broker_refuses_blocks_the_partition_until_it_is_accepted_
         await harness.submit([harness.order("o-0", 0), message(ORDERS, 0, 1, b"junk", b"junk"),
                               harness.order("o-2", 2)])
         for _ in range(12):
-            await harness.task().step()
+            await harness.step()
             harness.clock.advance(harness.task().next_wake_s())
         blocked = harness.task().blocked
         assert blocked is not None and blocked.record == f"{ORDERS}[0]@1"
@@ -876,13 +888,13 @@ def test_agents_wait_for_the_backlog_of_busy_partitions_but_never_for_held_ones(
                 for i in range(5)]
         handing_over = asyncio.ensure_future(harness.submit(held, topic=RETRY))
         await asyncio.sleep(0)
-        await harness.task().step()  # the task finds the head not due: a waiting retry inbox is not backlog
+        await harness.step()  # the task finds the head not due: a waiting retry inbox is not backlog
         await asyncio.wait_for(handing_over, 1.0)
         assert harness.tasks.backlog() == 0
         waiting = asyncio.ensure_future(harness.submit([harness.order(f"o-{i}", i) for i in range(1, 6)]))
         await asyncio.sleep(0.01)
         assert not waiting.done(), "five orders of a busy partition exceed the budget of three"
-        await harness.task().step()
+        await harness.step()
         await asyncio.wait_for(waiting, 1.0)
     run(scenario())
 
@@ -895,9 +907,112 @@ def test_copies_left_in_the_inbox_when_a_step_runs_out_of_room_are_applied_witho
         await failed_once(harness, [f"o-{i}" for i in range(5)])
         copies = copies_sent(harness.outputs[0], timestamp=harness.clock.wall - 5)
         await harness.submit(copies, topic=RETRY)
-        await harness.task().step()
+        await harness.step()
         assert len(harness.task().retries) == 3, "a step applies at most a chunk"
         assert harness.task().next_wake_s() == 0, "the copies left are due: the task must not sleep"
         await harness.settle()
     run(scenario())
     assert changelog_states(harness.outputs[0])[-1]["orders"] == 5
+
+
+class HeldFlush(TxnProducer):
+    """A producer whose flush waits until `release` is set (the broker slow to acknowledge)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.release = asyncio.Event()
+
+    async def flush(self) -> None:
+        await self.release.wait()
+        await super().flush()
+
+
+async def _commit_on_its_way(harness: Harness, producer: HeldFlush) -> PartitionTask:
+    """Partition 0 applies o-0 and sends its commit on its way, held at the flush."""
+    await harness.tasks.on_assigned({0})
+    task = harness.task()
+    await harness.submit([harness.order("o-0", 0)])
+    await task.step()
+    harness.clock.advance(0.1)
+    await task.step()
+    await asyncio.sleep(0)  # the commit round begins and waits at the flush
+    assert task._committing is not None and not task._committing.done() and producer.queued
+    return task
+
+
+def test_records_that_come_while_a_commit_is_on_its_way_are_applied_at_once_and_go_into_the_next_one():
+    producer = HeldFlush()
+    harness = Harness(producers=[producer])
+    output = harness.outputs[0]
+
+    async def scenario():
+        task = await _commit_on_its_way(harness, producer)
+        await harness.submit([harness.order("o-1", 1), harness.order("o-2", 2)])
+        await task.step()
+        state, uncommitted = harness.live()[0]
+        assert (state.orders, uncommitted) == (3, 3), "applied and shown while the commit is on its way"
+        assert producer.visible == [] and harness.counter("orders_processed_total") == 0
+
+        producer.release.set()
+        await asyncio.wait([task._committing])
+        await task.step()
+        ((records, offsets, _member),) = producer.transactions
+        assert [(tp.topic, tp.offset) for tp in offsets] == [(ORDERS, 1)], "the sealed work: o-0 only"
+        assert [(s["orders"], s["applied"]) for s in changelog_states(output)] == [(1, {ORDERS: 0})]
+        assert harness.counter("orders_processed_total") == 1 and harness.live()[0][1] == 2
+
+        await harness.settle()
+        assert [(s["orders"], s["applied"]) for s in changelog_states(output)] == [(1, {ORDERS: 0}),
+                                                                                  (3, {ORDERS: 2})]
+        assert harness.counter("orders_processed_total") == 3 and harness.live()[0][1] == 0
+    run(scenario())
+
+
+def test_an_error_while_a_commit_is_on_its_way_keeps_what_it_commits_and_applies_only_the_later_records_again():
+    producer = HeldFlush()
+    harness = Harness(producers=[producer])
+    output = harness.outputs[0]
+    failing = {"on": False}
+
+    def fault(point: str) -> None:
+        if failing["on"] and point == "applied":
+            failing["on"] = False
+            raise RuntimeError("broke between counting the order and marking its offset")
+
+    async def scenario():
+        harness.handler.fault = fault
+        task = await _commit_on_its_way(harness, producer)
+        failing["on"] = True
+        await harness.submit([harness.order("o-1", 1), harness.order("o-2", 2)])
+        asyncio.get_running_loop().call_soon(producer.release.set)
+        await task.step()  # o-1 fails half-applied: the boundary waits for the commit on its way first
+        assert [(s["orders"], s["applied"]) for s in changelog_states(output)] == [(1, {ORDERS: 0})]
+        assert task.part.committed.orders == 1 and task.part.state.orders == 1, "o-1's half is dropped"
+        assert [msg.offset for msg in task.orders] == [1, 2], "put back, to be applied again"
+
+        await harness.settle()
+        assert [(s["orders"], s["applied"]) for s in changelog_states(output)][-1] == (3, {ORDERS: 2})
+        assert producer.aborts == 0 and harness.counter("orders_processed_total") == 3
+    run(scenario())
+
+
+def test_a_commit_that_fails_on_its_way_applies_its_records_and_the_later_ones_again_exactly_once():
+    producer = HeldFlush(failures=[Failure.ABORT])
+    harness = Harness(producers=[producer])
+    output = harness.outputs[0]
+
+    async def scenario():
+        task = await _commit_on_its_way(harness, producer)
+        await harness.submit([harness.order("o-1", 1)])
+        await task.step()
+        assert task.part.state.orders == 2
+        producer.release.set()
+        await asyncio.wait([task._committing])
+        await task.step()
+        assert task.part.state.orders == 0 and [msg.offset for msg in task.orders] == [0, 1], \
+            "back to the committed state; the sealed record and the later one wait to be applied again"
+
+        await harness.settle()
+        assert [(s["orders"], s["applied"]) for s in changelog_states(output)] == [(2, {ORDERS: 1})]
+        assert producer.aborts == 1 and harness.counter("orders_processed_total") == 2
+    run(scenario())
