@@ -54,7 +54,7 @@ from ..domain.headers import describe
 from ..domain.partition_state import PartitionState
 from ..kafka.records import SourceRecord, coordinates
 from ..kafka.transactions import Failure, TransactionError
-from .commit import Committer
+from .commit import Committer, KeepTrying
 from .flow import Flow
 from .handler import OrderHandler
 from .partition import Partition
@@ -419,10 +419,13 @@ class PartitionTask:
         return self.monotonic() - part.changed_at >= self.limits.commit_interval_s - CLOCK_SLACK_S
 
     def _commit(self, part: Partition) -> None:
-        """Seal the work applied so far and send it on its way; the next step takes the outcome."""
         if self.fault:
             self.fault("commit")
-        self._committing = self.committer.submit(part, self._keep_trying)
+        self._send_commit(part, self._keep_trying)
+
+    def _send_commit(self, part: Partition, keep_trying: KeepTrying) -> None:
+        """Seal the work applied so far and send it on its way; the next step takes the outcome."""
+        self._committing = self.committer.submit(part, keep_trying)
         self._committing.add_done_callback(lambda _done: self._wake.set())
 
     def _take_commit(self, part: Partition) -> None:
@@ -481,7 +484,7 @@ class PartitionTask:
                 self._take_commit(part)
             if part.changed_at is None:
                 return
-            self._commit(part)
+            self._send_commit(part, lambda _error: True)  # asked again while the broker refuses, up to stop's bound
             await asyncio.wait([self._committing])
             self._take_commit(part)
         except Exception as exc:

@@ -568,6 +568,21 @@ def test_revoked_partitions_commit_what_they_applied_in_one_transaction():
     run(scenario())
 
 
+def test_the_last_commit_at_revocation_is_asked_again_while_the_broker_refuses_it_for_the_moment():
+    producer = TxnProducer(failures=[Failure.RETRY, Failure.RETRY])
+    harness = Harness(producers=[producer], start_loops=True, commit_interval_s=60)
+
+    async def scenario():
+        await harness.tasks.on_assigned({0})
+        await harness.submit([harness.order("o-1", 0)])
+        await asyncio.sleep(0.05)
+        await harness.tasks.on_revoked({0})
+    run(scenario())
+    assert changelog_states(harness.outputs[0]) == [
+        PartitionState(orders=1, total_micros=10_000_000, applied={ORDERS: 0}).to_value()]
+    assert producer.commits == 1 and producer.failures == [], "refused twice, then committed"
+
+
 def test_partitions_due_at_the_same_time_commit_together_and_latecomers_go_in_the_next_transaction():
     harness = Harness(start_loops=True, commit_interval_s=0.01)
 
