@@ -220,14 +220,18 @@ class PartitionTask:
         self._wake.set()
 
     def backlog(self) -> int:
-        """Records waiting in the inboxes of this partition that count against the flow's budget: none
-        while the partition is held (not set up, recovering, blocked), none of a retry inbox whose head
-        waits for its time."""
-        if self.part is None or self._retry_at > 0 or self.lost:
+        """Records of this partition that count against the flow's budget: those waiting in its inboxes (none
+        while the partition is held: not set up, recovering, blocked; none of a retry inbox whose head waits
+        for its time), and those it applied while its commit is on its way, which are kept (to be applied
+        again if that commit fails) as they would have waited in the inbox had the commit held the partition."""
+        part = self.part
+        if part is None or self._retry_at > 0 or self.lost:
             return 0
         waiting = len(self.orders)
         if self._head_due == math.inf:
             waiting += len(self.retries)
+        if part.sealed is not None:
+            waiting += part.uncommitted - part.sealed.records
         return waiting
 
     def holding(self) -> dict[tuple[str, int], str]:

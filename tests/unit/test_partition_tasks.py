@@ -966,6 +966,7 @@ def test_records_that_come_while_a_commit_is_on_its_way_are_applied_at_once_and_
         await task.step()
         state, uncommitted = harness.live()[0]
         assert (state.orders, uncommitted) == (3, 3), "applied and shown while the commit is on its way"
+        assert harness.tasks.backlog() == 2, "held for the commit's outcome: they count against the budget"
         assert producer.visible == [] and harness.counter("orders_processed_total") == 0
 
         producer.release.set()
@@ -975,6 +976,7 @@ def test_records_that_come_while_a_commit_is_on_its_way_are_applied_at_once_and_
         assert [(tp.topic, tp.offset) for tp in offsets] == [(ORDERS, 1)], "the sealed work: o-0 only"
         assert [(s["orders"], s["applied"]) for s in changelog_states(output)] == [(1, {ORDERS: 0})]
         assert harness.counter("orders_processed_total") == 1 and harness.live()[0][1] == 2
+        assert harness.tasks.backlog() == 0
 
         await harness.settle()
         assert [(s["orders"], s["applied"]) for s in changelog_states(output)] == [(1, {ORDERS: 0}),
