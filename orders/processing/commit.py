@@ -117,10 +117,6 @@ class Committer:
             self._rounds = loop.create_task(self._run_rounds(), name="commits")
         return request.future
 
-    async def commit(self, part: Partition, keep_trying: KeepTrying) -> Committed:
-        """`submit`, and wait for it."""
-        return await self.submit(part, keep_trying)
-
     async def _run_rounds(self) -> None:
         while self._waiting:
             # Requests whose task gave up waiting (cancelled) are left out.
