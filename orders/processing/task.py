@@ -444,19 +444,23 @@ class PartitionTask:
         self.reporter.report(committed.outcomes)
         self._succeeded(part)
 
+    async def _finish_commit(self, part: Partition) -> None:
+        """Wait for the commit on its way and take its outcome (its error is raised)."""
+        await asyncio.wait([self._committing])
+        self._take_commit(part)
+
     async def _after_commit_on_its_way(self, part: Partition, exc: Exception) -> Exception:
         """Before the error boundary puts the committed state back: wait for a commit on its way and take its
         outcome. The error to recover from: `exc`, or the commit's when it lost the partition."""
         if self._committing is None:
             return exc
-        await asyncio.wait([self._committing])
         try:
-            self._take_commit(part)
-        except TransactionError as commit_error:
-            if commit_error.failure in (Failure.LOST, Failure.FATAL):
+            await self._finish_commit(part)
+        except Exception as commit_error:
+            if isinstance(commit_error, TransactionError) and commit_error.failure in (Failure.LOST, Failure.FATAL):
                 return commit_error
-        except Exception:  # putting the committed state back covers what it did not commit
-            pass
+            log.warning("partition %d: its commit on its way failed too (%s); putting the committed state back "
+                        "covers its records", self.number, describe(commit_error))
         return exc
 
     def _keep_trying(self, error: TransactionError) -> bool:
@@ -484,13 +488,11 @@ class PartitionTask:
             return
         try:
             if self._committing is not None:
-                await asyncio.wait([self._committing])
-                self._take_commit(part)
+                await self._finish_commit(part)
             if part.changed_at is None:
                 return
             self._send_commit(part, lambda _error: True)  # asked again while the broker refuses, up to stop's bound
-            await asyncio.wait([self._committing])
-            self._take_commit(part)
+            await self._finish_commit(part)
         except Exception as exc:
             log.warning("partition %d: last commit failed (%s); the next owner applies its %d record(s) again",
                         self.number, exc, part.uncommitted)

@@ -1033,3 +1033,31 @@ def test_a_commit_that_fails_on_its_way_applies_its_records_and_the_later_ones_a
         assert [(s["orders"], s["applied"]) for s in changelog_states(output)] == [(2, {ORDERS: 1})]
         assert producer.aborts == 1 and harness.counter("orders_processed_total") == 2
     run(scenario())
+
+
+def test_an_error_while_a_commit_fails_on_its_way_says_so_and_applies_everything_again_once(caplog):
+    producer = HeldFlush(failures=[Failure.ABORT])
+    harness = Harness(producers=[producer])
+    output = harness.outputs[0]
+    failing = {"on": False}
+
+    def fault(point: str) -> None:
+        if failing["on"] and point == "applied":
+            failing["on"] = False
+            raise RuntimeError("broke between counting the order and marking its offset")
+
+    async def scenario():
+        harness.handler.fault = fault
+        task = await _commit_on_its_way(harness, producer)
+        failing["on"] = True
+        await harness.submit([harness.order("o-1", 1)])
+        asyncio.get_running_loop().call_soon(producer.release.set)
+        await task.step()
+        assert task.part.state.orders == 0 and [msg.offset for msg in task.orders] == [0, 1]
+        await harness.settle()
+        assert [(s["orders"], s["applied"]) for s in changelog_states(output)] == [(1, {ORDERS: 0}),
+                                                                                  (2, {ORDERS: 1})], \
+            "the record before the failing one commits on its own first, then the failing one"
+        assert harness.counter("orders_processed_total") == 2
+    run(scenario())
+    assert "partition 0: its commit on its way failed too (TransactionError: refused)" in caplog.text
