@@ -13,11 +13,13 @@ override, then update the digest.
   `fetch_max_wait_ms`, which lowered to 100 ms no longer holds a
   rebalance's offset lookups behind an idle fetch; aiokafka's 50 MiB
   `fetch_max_bytes` is capped at 4 MiB, so the records one fetch brings do
-  not grow with the partitions owned, and each partition's share of a fetch
-  shrinks as more partitions are assigned, so what is fetched ahead of the
-  agents does not either: `ConsumerThread.on_partitions_assigned` sets
-  `Fetcher._max_partition_fetch_bytes`, which `_get_actions_per_node` puts
-  in each request), and after each
+  not grow with the partitions owned), and what its fetcher holds ahead of
+  the agents is bounded over all partitions (`read_ahead`: installed on the
+  fetcher at the first assignment, `ConsumerThread.on_partitions_assigned`,
+  it wraps `Fetcher._get_actions_per_node`, which the fetch routine calls
+  before each round of requests, and sizes what `Fetcher._records` holds
+  from each `FetchResult`'s records; `AIOKafkaConsumerThread._fetch_records`
+  tells it which partitions are being delivered), and after each
   rebalance resumes every source partition at the partition state's next
   offset instead of the group's committed offset, and a source partition
   with neither back at offset 0, so records a dropped fetch had passed are
@@ -87,9 +89,19 @@ UPSTREAM = {
     "faust.transport.consumer.Consumer._wait_next_records": "6218e1969a636b3f",
     "faust.transport.consumer.Consumer.on_partitions_revoked": "d04b7ae72c6fc206",
     "faust.transport.consumer.Consumer.on_partitions_assigned": "29ce96596f05a18c",
-    # consumer.py partition_fetch_bytes: set on the thread's assignment; each fetch request reads it
+    # read_ahead.py: installed on the thread's first assignment; the fetch routine plans each round with
+    # _get_actions_per_node (and waits for records to be taken or its timeout when no fetch goes out); what is
+    # held is each FetchResult's records until they are all taken; Faust's fetch of records names the
+    # partitions being delivered
     "faust.transport.consumer.ConsumerThread.on_partitions_assigned": "e59e8dda43724bd4",
     "aiokafka.consumer.fetcher.Fetcher._get_actions_per_node": "1dab2cf937d165d0",
+    "aiokafka.consumer.fetcher.Fetcher._fetch_requests_routine": "2a8ec5932644c9b0",
+    "aiokafka.consumer.fetcher.Fetcher.fetched_records": "be4348896b9b66af",
+    "aiokafka.consumer.fetcher.Fetcher.__init__": "bf21ecb7e0f210b7",
+    "aiokafka.consumer.fetcher.FetchResult.__init__": "126a3e45763bd404",
+    "aiokafka.consumer.fetcher.FetchResult.getall": "3e717e30de5068d5",
+    "aiokafka.consumer.fetcher.PartitionRecords.__init__": "8ec1c2ae6ea1af87",
+    "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._fetch_records": "39a2c6c79fc1455a",
     # recovery.py: where recovery ends
     "faust.tables.recovery.Recovery._build_highwaters": "91b4cc0d3724ae7b",
     "faust.tables.recovery.Recovery.active_remaining": "0dcc38568ad5018b",

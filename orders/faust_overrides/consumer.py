@@ -11,6 +11,8 @@ from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from .read_ahead import ReadAhead
+
 log = logging.getLogger("orders")
 
 
@@ -25,24 +27,6 @@ FETCH_MAX_WAIT_MS = 100
 #: 152 MiB at 6 (`bench partitions --orders 1000000`). 4 MiB still holds tens of thousands of orders.
 FETCH_MAX_BYTES = 4 * 1024 * 1024
 
-#: About what the fetcher may hold fetched and not yet delivered, over all assigned partitions. aiokafka fetches
-#: every partition that holds no fetched records, up to `consumer_max_fetch_size` (1 MiB) each, however slowly
-#: they are delivered: a bare aiokafka consumer taking 50,000 records/s held fetched records of up to 180 of
-#: 192 partitions at once (RSS 91 MiB, against 47 MiB at 6 partitions), and one worker owning 192 partitions
-#: peaked at 204-267 MiB. So each partition's share of a fetch is this over the partitions assigned (the orders,
-#: retry and changelog partitions), within PARTITION_FETCH_BYTES: about 1 MiB up to 16 partitions assigned,
-#: 32 KiB from 512 on. A record larger than its partition's share still comes: the broker returns a whole first
-#: batch for the first partition with records in a response (KIP-74), and aiokafka shuffles the partitions of
-#: each request. `bench partitions --rounds 3`, twice: peak RSS at 192 partitions 153-172 MiB.
-READ_AHEAD_BYTES = 16 * 1024 * 1024
-PARTITION_FETCH_BYTES = (32 * 1024, 1024 * 1024)
-
-
-def partition_fetch_bytes(assigned: int) -> int:
-    """How much one fetch may bring of each partition, for this many partitions assigned."""
-    low, high = PARTITION_FETCH_BYTES
-    return max(low, min(high, READ_AHEAD_BYTES // max(1, assigned)))
-
 
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
@@ -54,11 +38,23 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_max_bytes = FETCH_MAX_BYTES
         return consumer
 
+    #: the bound on the fetcher's read-ahead (read_ahead.py), installed on the fetcher at the first assignment
+    read_ahead: ReadAhead | None = None
+
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
-        """Faust's, after sizing each partition's fetch for the partitions now assigned (READ_AHEAD_BYTES).
-        Runs in the consumer's thread, where the fetcher builds its requests from this attribute."""
-        self._ensure_consumer()._fetcher._max_partition_fetch_bytes = partition_fetch_bytes(len(assigned))
+        """Faust's, after bounding the fetcher's read-ahead (once per fetcher: aiokafka builds it in start()).
+        Runs in the consumer's thread, as the fetcher's routine does."""
+        fetcher = self._ensure_consumer()._fetcher
+        if self.read_ahead is None or self.read_ahead.fetcher is not fetcher:
+            self.read_ahead = ReadAhead(fetcher)
         await super().on_partitions_assigned(assigned, generation_id)
+
+    async def _fetch_records(self, consumer: Any, active_partitions: set[TP], timeout: float | None = None,
+                             max_records: int | None = None) -> Any:
+        """Faust's, noting which partitions are being delivered: the read-ahead counts only theirs."""
+        if self.read_ahead is not None:
+            self.read_ahead.delivering = active_partitions
+        return await super()._fetch_records(consumer, active_partitions, timeout=timeout, max_records=max_records)
 
 
 class FetchedRecord:

@@ -123,36 +123,43 @@ def test_a_source_partition_with_no_state_offset_and_no_committed_offset_is_soug
     assert sought == {TP("orders", 1): 500, TP("orders", 2): 700, TP("orders-retry", 1): 0}
 
 
-@pytest.mark.parametrize("assigned, fetch_bytes", [
-    (18, 932_067),       # 6 partitions of orders, retry copies and changelog: 16 MiB over them
-    (144, 116_508),      # 48 of each
-    (576, 32 * 1024),    # 192 of each: the floor
-    (8, 1024 * 1024),    # few: aiokafka's default, the ceiling
-    (0, 1024 * 1024)])
-def test_each_partitions_fetch_shrinks_with_the_partitions_assigned_so_the_read_ahead_stays_bounded(
-        assigned, fetch_bytes):
-    from orders.faust_overrides.consumer import partition_fetch_bytes
-    assert partition_fetch_bytes(assigned) == fetch_bytes
-
-
-def test_an_assignment_sizes_the_fetchers_partition_fetches_before_faust_handles_it(monkeypatch):
-    """The size is set in the consumer's thread, before Faust's handling of the assignment (which seeks, and
-    after which the fetcher's next requests go out)."""
+def test_the_read_ahead_is_bounded_on_the_fetcher_before_faust_handles_the_first_assignment(monkeypatch):
+    """Installed in the consumer's thread, once per fetcher (a later assignment keeps it), before Faust's
+    handling of the assignment, after which the fetcher's requests go out; each of Faust's fetches of records
+    tells it which partitions are being delivered."""
     import asyncio
     from types import SimpleNamespace
 
     from faust.transport.consumer import ConsumerThread
+    from faust.transport.drivers import aiokafka as faust_aiokafka
 
     from orders.faust_overrides.consumer import ReadCommittedConsumerThread
+    from orders.faust_overrides.read_ahead import HELD_BYTES_LIMIT, READ_AHEAD_BYTES
 
-    fetcher = SimpleNamespace(_max_partition_fetch_bytes=1024 * 1024)
+    def plan(assignment):
+        return [], {}, 0.2, False, []
+    fetcher = SimpleNamespace(_records={}, _fetcher_timeout=0.2, _get_actions_per_node=plan)
     seen = []
 
     async def faust_handles(self, assigned, generation_id=0):
-        seen.append((len(assigned), generation_id, fetcher._max_partition_fetch_bytes))
+        seen.append((len(assigned), generation_id, self.read_ahead.fetcher, self.read_ahead.limit,
+                     self.read_ahead.held_limit))
+
+    async def faust_fetches(self, consumer, active_partitions, timeout=None, max_records=None):
+        return {"delivering": self.read_ahead.delivering, "max_records": max_records}
     monkeypatch.setattr(ConsumerThread, "on_partitions_assigned", faust_handles)
+    monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "_fetch_records", faust_fetches)
     thread = ReadCommittedConsumerThread.__new__(ReadCommittedConsumerThread)
     thread._ensure_consumer = lambda: SimpleNamespace(_fetcher=fetcher)
     assigned = {TP("orders", p) for p in range(576)}
     asyncio.run(thread.on_partitions_assigned(assigned, 7))
-    assert seen == [(576, 7, 32 * 1024)]
+    first = thread.read_ahead
+    asyncio.run(thread.on_partitions_assigned(assigned, 8))
+    assert seen == [(576, 7, fetcher, READ_AHEAD_BYTES, HELD_BYTES_LIMIT),
+                    (576, 8, fetcher, READ_AHEAD_BYTES, HELD_BYTES_LIMIT)]
+    assert thread.read_ahead is first
+    assert fetcher._get_actions_per_node == first._get_actions_per_node
+
+    active = {TP("orders", 1), TP("orders", 2)}
+    fetched = asyncio.run(thread._fetch_records(None, active, timeout=1.0, max_records=10))
+    assert fetched == {"delivering": active, "max_records": 10}
