@@ -49,6 +49,25 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             self.read_ahead = ReadAhead(fetcher)
         await super().on_partitions_assigned(assigned, generation_id)
 
+    def wake_fetch_soon(self) -> None:
+        """From any thread: wake, in the consumer's thread, a fetch of records waiting for new ones (a
+        partition resumed meanwhile may hold some already). A no-op once the thread's loop is closed."""
+        loop = self.thread_loop
+        if loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._wake_fetch)
+        except RuntimeError:  # closed meanwhile, at shutdown
+            pass
+
+    def _wake_fetch(self) -> None:
+        consumer = self._consumer
+        if consumer is None or consumer._fetcher is None:
+            return
+        fetcher = consumer._fetcher
+        for waiter in list(fetcher._fetch_waiters):
+            fetcher._notify(waiter)
+
     async def _fetch_records(self, consumer: Any, active_partitions: set[TP], timeout: float | None = None,
                              max_records: int | None = None) -> Any:
         """Faust's, noting which partitions are being delivered: the read-ahead counts only theirs."""
@@ -209,13 +228,22 @@ def hold_partitions(app: Any, tps: list[tuple[str, int]], paused: bool) -> None:
     `_wait_next_records` asks the fetcher for, on the fast path and the stock path alike; what aiokafka
     fetched for a paused partition stays in its fetcher until it is resumed, so nothing is skipped. A
     rebalance forgets the pauses of revoked partitions (`on_partitions_revoked`), and a new owner's task
-    starts unpaused."""
+    starts unpaused.
+
+    A resume also wakes a fetch of records that is waiting: it asked for the active partitions of its
+    start (the same set, which the resume updates), and aiokafka wakes it only when a response brings new
+    records, so the records a resumed partition already holds waited for the end of that fetch's timeout
+    (one second) whenever no other partition had any: the last records of a drain, for one. A drain of
+    200,000 orders over 6 partitions ran at about 66,000 orders/s in half the runs, against about 100,000."""
     consumer = app.consumer
     topic_partitions = [TP(topic, partition) for topic, partition in tps]
     if paused:
         consumer.pause_partitions(topic_partitions)
-    else:
-        consumer.resume_partitions(topic_partitions)
+        return
+    consumer.resume_partitions(topic_partitions)
+    thread = getattr(consumer, "_thread", None)
+    if isinstance(thread, ReadCommittedConsumerThread):
+        thread.wake_fetch_soon()
 
 
 class OrdersTransport(faust_aiokafka.Transport):

@@ -163,3 +163,52 @@ def test_the_read_ahead_is_bounded_on_the_fetcher_before_faust_handles_the_first
     active = {TP("orders", 1), TP("orders", 2)}
     fetched = asyncio.run(thread._fetch_records(None, active, timeout=1.0, max_records=10))
     assert fetched == {"delivering": active, "max_records": 10}
+
+
+def test_a_resume_wakes_the_fetch_of_records_waiting_in_the_consumers_thread_and_a_pause_does_not():
+    """aiokafka wakes a waiting fetch of records only when a response brings new ones, so a resumed partition's
+    records already fetched waited for that fetch's timeout (one second)."""
+    from types import SimpleNamespace
+
+    from orders.faust_overrides.consumer import ReadCommittedConsumerThread, hold_partitions
+
+    thread = ReadCommittedConsumerThread.__new__(ReadCommittedConsumerThread)
+    woken = []
+    thread.wake_fetch_soon = lambda: woken.append("wake")
+    calls = []
+    consumer = SimpleNamespace(_thread=thread, pause_partitions=lambda tps: calls.append(("pause", tps)),
+                               resume_partitions=lambda tps: calls.append(("resume", tps)))
+    app = SimpleNamespace(consumer=consumer)
+    hold_partitions(app, [("orders", 3)], True)
+    assert calls == [("pause", [TP("orders", 3)])] and woken == []
+    hold_partitions(app, [("orders", 3), ("orders-retry", 3)], False)
+    assert calls[1] == ("resume", [TP("orders", 3), TP("orders-retry", 3)]) and woken == ["wake"]
+
+
+def test_the_wake_notifies_aiokafkas_fetch_waiters_in_the_consumers_loop_and_is_a_no_op_once_it_is_closed():
+    import asyncio
+    from types import SimpleNamespace
+
+    from aiokafka.consumer.fetcher import Fetcher
+
+    from orders.faust_overrides.consumer import ReadCommittedConsumerThread
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        fetcher = Fetcher.__new__(Fetcher)
+        fetcher._loop, fetcher._fetch_waiters = loop, set()
+        waiter = fetcher._create_fetch_waiter()  # as fetched_records makes it when it finds no records
+        thread = ReadCommittedConsumerThread.__new__(ReadCommittedConsumerThread)
+        thread.thread_loop, thread._consumer = loop, SimpleNamespace(_fetcher=fetcher)
+        thread.wake_fetch_soon()
+        assert not waiter.done()  # posted to the thread's loop, not run in the caller's call
+        await asyncio.wait_for(waiter, 1)
+        return thread
+
+    thread = asyncio.run(scenario())
+    assert thread.thread_loop.is_closed()
+    thread.wake_fetch_soon()  # at shutdown: nothing to wake, no error
+
+    idle = ReadCommittedConsumerThread.__new__(ReadCommittedConsumerThread)
+    idle._consumer = None
+    idle._wake_fetch()  # before the consumer is built
