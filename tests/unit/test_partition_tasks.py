@@ -942,6 +942,19 @@ class HeldFlush(TxnProducer):
         await super().flush()
 
 
+class FailOnceApplied:
+    """The handler's fault hook: once armed, the next record applied breaks half-applied, between counting the
+    order and marking its offset."""
+
+    def __init__(self) -> None:
+        self.armed = False
+
+    def __call__(self, point: str) -> None:
+        if self.armed and point == "applied":
+            self.armed = False
+            raise RuntimeError("broke between counting the order and marking its offset")
+
+
 async def _commit_on_its_way(harness: Harness, producer: HeldFlush) -> PartitionTask:
     """Partition 0 applies o-0 and sends its commit on its way, held at the flush."""
     await harness.tasks.on_assigned({0})
@@ -989,17 +1002,12 @@ def test_an_error_while_a_commit_is_on_its_way_keeps_what_it_commits_and_applies
     producer = HeldFlush()
     harness = Harness(producers=[producer])
     output = harness.outputs[0]
-    failing = {"on": False}
-
-    def fault(point: str) -> None:
-        if failing["on"] and point == "applied":
-            failing["on"] = False
-            raise RuntimeError("broke between counting the order and marking its offset")
+    fault = FailOnceApplied()
 
     async def scenario():
         harness.handler.fault = fault
         task = await _commit_on_its_way(harness, producer)
-        failing["on"] = True
+        fault.armed = True
         await harness.submit([harness.order("o-1", 1), harness.order("o-2", 2)])
         asyncio.get_running_loop().call_soon(producer.release.set)
         await task.step()  # o-1 fails half-applied: the boundary waits for the commit on its way first
@@ -1039,17 +1047,12 @@ def test_an_error_while_a_commit_fails_on_its_way_says_so_and_applies_everything
     producer = HeldFlush(failures=[Failure.ABORT])
     harness = Harness(producers=[producer])
     output = harness.outputs[0]
-    failing = {"on": False}
-
-    def fault(point: str) -> None:
-        if failing["on"] and point == "applied":
-            failing["on"] = False
-            raise RuntimeError("broke between counting the order and marking its offset")
+    fault = FailOnceApplied()
 
     async def scenario():
         harness.handler.fault = fault
         task = await _commit_on_its_way(harness, producer)
-        failing["on"] = True
+        fault.armed = True
         await harness.submit([harness.order("o-1", 1)])
         asyncio.get_running_loop().call_soon(producer.release.set)
         await task.step()
