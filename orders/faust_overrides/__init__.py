@@ -32,7 +32,8 @@ override, then update the digest.
   task pauses and resumes its own source partitions (`hold_partitions`:
   `Consumer.pause_partitions`, `resume_partitions`, which act through the
   active partitions `_wait_next_records` fetches and which a rebalance
-  forgets for revoked partitions); a resume wakes the fetch of records
+  forgets for revoked partitions); every resume, the app's own and Faust's
+  table recovery's (`Consumer.resume_partitions`), wakes the fetch of records
   waiting in the consumer's thread (`AIOKafkaConsumerThread.getmany` hands
   it the active set itself, which the resume updates; aiokafka's
   `Fetcher._notify` of its `_fetch_waiters`, through the thread's
@@ -93,7 +94,7 @@ UPSTREAM = {
     "faust.transport.consumer.Consumer._wait_next_records": "6218e1969a636b3f",
     "faust.transport.consumer.Consumer.on_partitions_revoked": "d04b7ae72c6fc206",
     "faust.transport.consumer.Consumer.on_partitions_assigned": "29ce96596f05a18c",
-    # consumer.py hold_partitions: a resume wakes the waiting fetch of records, which holds the active set itself
+    # consumer.py resume_partitions: a resume wakes the waiting fetch of records, which holds the active set itself
     "faust.transport.consumer.Consumer._get_active_partitions": "b24897f3c7afdb5d",
     "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread.getmany": "26fc5fc9f3b667e1",
     "aiokafka.consumer.fetcher.Fetcher._notify": "d3a30d94f34fd3a0",

@@ -167,22 +167,28 @@ def test_the_read_ahead_is_bounded_on_the_fetcher_before_faust_handles_the_first
 
 def test_a_resume_wakes_the_fetch_of_records_waiting_in_the_consumers_thread_and_a_pause_does_not():
     """aiokafka wakes a waiting fetch of records only when a response brings new ones, so a resumed partition's
-    records already fetched waited for that fetch's timeout (one second)."""
+    records already fetched waited for that fetch's timeout (one second). Every resume wakes it: the app's own
+    (hold_partitions) and Faust's table recovery's, which call the same consumer method."""
     from types import SimpleNamespace
 
-    from orders.faust_overrides.consumer import ReadCommittedConsumerThread, hold_partitions
+    from orders.faust_overrides.consumer import OrdersConsumer, ReadCommittedConsumerThread, hold_partitions
 
     thread = ReadCommittedConsumerThread.__new__(ReadCommittedConsumerThread)
     woken = []
     thread.wake_fetch_soon = lambda: woken.append("wake")
-    calls = []
-    consumer = SimpleNamespace(_thread=thread, pause_partitions=lambda tps: calls.append(("pause", tps)),
-                               resume_partitions=lambda tps: calls.append(("resume", tps)))
+    consumer = OrdersConsumer.__new__(OrdersConsumer)
+    consumer._thread = thread
+    consumer._active_partitions = {TP("orders", 1), TP("orders", 3), TP("orders-retry", 3)}
+    consumer._paused_partitions = set()
     app = SimpleNamespace(consumer=consumer)
-    hold_partitions(app, [("orders", 3)], True)
-    assert calls == [("pause", [TP("orders", 3)])] and woken == []
-    hold_partitions(app, [("orders", 3), ("orders-retry", 3)], False)
-    assert calls[1] == ("resume", [TP("orders", 3), TP("orders-retry", 3)]) and woken == ["wake"]
+
+    hold_partitions(app, [("orders", 3), ("orders-retry", 3)], True)
+    assert consumer._active_partitions == {TP("orders", 1)} and woken == []
+    hold_partitions(app, [("orders", 3)], False)
+    assert consumer._active_partitions == {TP("orders", 1), TP("orders", 3)} and woken == ["wake"]
+    consumer.resume_partitions({TP("orders-retry", 3)})  # as Faust's recovery does
+    assert TP("orders-retry", 3) in consumer._active_partitions and not consumer._paused_partitions
+    assert woken == ["wake", "wake"]
 
 
 def test_the_wake_notifies_aiokafkas_fetch_waiters_in_the_consumers_loop_and_is_a_no_op_once_it_is_closed():
