@@ -122,7 +122,7 @@ class OrderHandler:
         """Apply one delivered record to its partition; False when it is a replay and changed nothing."""
         expected = part.state.next_offset(msg.topic)
         if expected is None:
-            expected = await self.earliest_offset(msg.topic, msg.partition)
+            expected = await self._first_offset(msg)
         if msg.offset < expected:
             return False
         if msg.offset > expected and not is_retry:
@@ -133,6 +133,14 @@ class OrderHandler:
             await self._attempt(part, msg, Attempt(msg.topic, msg.partition, msg.offset))
         part.state.mark_applied(msg.topic, msg.offset)
         return True
+
+    async def _first_offset(self, msg: SourceRecord) -> int:
+        """Where a partition the state has not applied yet starts: the oldest offset still in its log. A record at
+        offset 0 is the first there can be, so the broker is not asked (every partition of a new topic: taking 192
+        of them over waited for that read before their first records)."""
+        if msg.offset == 0:
+            return 0
+        return await self.earliest_offset(msg.topic, msg.partition)
 
     async def _apply_skipped(self, part: Partition, topic: str, start: int, end: int, *, is_retry: bool) -> None:
         """Read offsets start..end-1 directly, a page at a time, and apply the records found."""
@@ -173,7 +181,7 @@ class OrderHandler:
         if copy.seq > state.retry_seq_done + 1:
             expected = state.next_offset(msg.topic)
             if expected is None:
-                expected = await self.earliest_offset(msg.topic, msg.partition)
+                expected = await self._first_offset(msg)
             await self._apply_skipped(part, msg.topic, expected, msg.offset, is_retry=True)
             if copy.seq > state.retry_seq_done + 1:
                 log.warning("%s[%d]: retry copies %d-%d are not in the topic (retention?); their orders stay "

@@ -60,9 +60,11 @@ class Rig:
             retry_topic=RETRY, dlq_topic=DLQ, dead_letter_bytes=dead_letter_bytes,
             earliest_offset=self._earliest(earliest), read_page=self._read, clock=lambda: self.now)
 
-    @staticmethod
-    def _earliest(offset: int):
+    def _earliest(self, offset: int):
+        self.asked_earliest: list[tuple[str, int]] = []
+
         async def earliest_offset(topic: str, partition: int) -> int:
+            self.asked_earliest.append((topic, partition))
             return offset
         return earliest_offset
 
@@ -136,6 +138,14 @@ def test_the_first_record_of_a_partition_starts_at_the_earliest_offset_still_in_
     rig = Rig(earliest=7)
     rig.apply(rig.order("o-7", 7))
     assert rig.reads == [] and rig.state.orders == 1
+    assert rig.asked_earliest == [(ORDERS, 0)]
+
+
+def test_a_first_record_at_offset_zero_is_applied_without_asking_the_broker_where_the_log_starts():
+    rig = Rig(earliest=0)
+    rig.apply(rig.order("o-0", 0), rig.order("o-1", 1))
+    assert rig.asked_earliest == [] and rig.reads == []
+    assert (rig.state.orders, rig.state.applied[ORDERS]) == (2, 1)
 
 
 @pytest.mark.parametrize("value, price, reason, words", [
