@@ -40,6 +40,9 @@ QUANTILES = (0.5, 0.95, 0.99)
 #: Low-latency producer: batches wait at most 1 ms (librdkafka's default is 5 ms, which would add to every figure).
 PRODUCER_CONFIG = {"linger.ms": 1}
 DELIVERY_TIMEOUT_S = 60
+#: The pacer wakes at most once a millisecond and sends what is due: woken for each order (every 50 us at
+#: 20,000/s) it took 40% of a core of the two the worker and the broker share.
+PACE_TICK_S = 0.001
 #: The worker "kept up" when it had counted everything within this long after the last order was sent.
 KEPT_UP_WITHIN_S = 1.0
 
@@ -112,7 +115,7 @@ def send_paced(producer: Producer, topic: str, records: list[tuple[bytes, bytes]
         if not hooked and now >= warmup_end:  # every warm-up order is sent by now
             on_warmup_end()
             hooked = True
-        time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+        time.sleep(max(PACE_TICK_S, start + sent / rate - time.monotonic()))
     elapsed = time.monotonic() - start
     if not hooked:
         on_warmup_end()
