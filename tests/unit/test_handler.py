@@ -51,6 +51,7 @@ class Rig:
         self.codec = AvroRecordCodec(InMemorySchemaCache(), SCHEMA, subject="orders-value")
         self.on_topic = on_topic or []  # records a direct read finds
         self.reads: list[tuple] = []
+        self.asked_earliest: list[tuple[str, int]] = []  # (topic, partition) of each earliest-offset read
         self.part = Partition(partition, PartitionState(), GroupMember(APP_ID, 1, "member-1"))
         self.now = NOW_S
         self.policy = RetryPolicy(max_retries=max_retries, delay_s=2.0, not_before_allowance_s=1.0, app_id=APP_ID,
@@ -61,8 +62,6 @@ class Rig:
             earliest_offset=self._earliest(earliest), read_page=self._read, clock=lambda: self.now)
 
     def _earliest(self, offset: int):
-        self.asked_earliest: list[tuple[str, int]] = []
-
         async def earliest_offset(topic: str, partition: int) -> int:
             self.asked_earliest.append((topic, partition))
             return offset
