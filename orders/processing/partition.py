@@ -131,6 +131,16 @@ class Partition:
         self.changed_at = None
         return self.sealed
 
+    def unseal(self, now: float) -> None:
+        """Take the sealed work back, its transaction withdrawn before it began: the next seal covers it and
+        what was applied since."""
+        sealed, self.sealed = self.sealed, None
+        if sealed is None:
+            raise RuntimeError(f"partition {self.number}: no transaction was on its way")
+        self.outbox = sealed.outbox + self.outbox
+        self.outcomes = sealed.outcomes + self.outcomes
+        self.changed(now)
+
     def restore(self) -> list[SourceRecord]:
         """Back to the last committed state; return the records applied since, to be applied again. Not while
         a transaction is on its way: its outcome comes first."""

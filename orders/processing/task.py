@@ -54,7 +54,7 @@ from ..domain.headers import describe
 from ..domain.partition_state import PartitionState
 from ..kafka.records import SourceRecord, coordinates
 from ..kafka.transactions import Failure, TransactionError
-from .commit import Committer, KeepTrying
+from .commit import Committer, KeepTrying, LastCommits
 from .flow import Flow
 from .handler import OrderHandler
 from .partition import Partition
@@ -178,6 +178,8 @@ class PartitionTask:
         self._changed = part is not None
         #: the commit on its way (Committer.submit): the task applies the next records meanwhile
         self._committing: asyncio.Future | None = None
+        #: while stopping: the partitions let go with this one, whose last commits go in one transaction with its
+        self._last_commits: LastCommits | None = None
 
     def _new_backoff(self) -> Backoff:
         return Backoff(self.limits.backoff_initial_s, self.limits.backoff_max_s)
@@ -242,22 +244,27 @@ class PartitionTask:
                 held[tp] = self._hold_reason(tp)
         return held
 
-    async def stop(self, timeout_s: float) -> None:
+    async def stop(self, timeout_s: float, last_commits: LastCommits | None = None) -> None:
         """Finish the record at hand, commit what was applied (within `timeout_s`) and end; past the bound
-        the task is cancelled and its uncommitted records left to the next owner (applied again there)."""
+        the task is cancelled and its uncommitted records left to the next owner (applied again there).
+        `last_commits`: the partitions let go at the same time, whose last commits go together."""
+        self._last_commits = last_commits
         self._stopping = True
         self._wake.set()
         task = self._task
-        if task is not None and not task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout_s)
-            except TimeoutError:
-                log.warning("partition %d: did not finish within %.0fs; leaving its uncommitted records to the "
-                            "next owner (applied again there)", self.number, timeout_s)
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                if self._committing is not None:
-                    self._committing.cancel()  # left out of the next transaction, if it has not begun
+        try:
+            if task is not None and not task.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), timeout_s)
+                except TimeoutError:
+                    log.warning("partition %d: did not finish within %.0fs; leaving its uncommitted records to the "
+                                "next owner (applied again there)", self.number, timeout_s)
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    if self._committing is not None:
+                        self._committing.cancel()  # left out of the next transaction, if it has not begun
+        finally:
+            self._count_in_without_last_commit()  # a no-op once it has sent its last commit
         self._release()
 
     def _release(self) -> None:
@@ -488,14 +495,33 @@ class PartitionTask:
             return
         try:
             if self._committing is not None:
-                await self._finish_commit(part)
+                if self.committer.withdraw(self._committing):  # not begun: folded into the last commit
+                    self._committing = None
+                    part.unseal(self.monotonic())
+                else:
+                    await self._finish_commit(part)
             if part.changed_at is None:
                 return
-            self._send_commit(part, lambda _error: True)  # asked again while the broker refuses, up to stop's bound
+            # asked again while the broker refuses, up to stop's bound
+            await self._send_last_commit(lambda: self._send_commit(part, lambda _error: True))
             await self._finish_commit(part)
         except Exception as exc:
             log.warning("partition %d: last commit failed (%s); the next owner applies its %d record(s) again",
                         self.number, exc, part.uncommitted)
+
+    def _count_in_without_last_commit(self) -> None:
+        """Let the partitions let go with this one go on without it (it has no last commit to send)."""
+        last_commits, self._last_commits = self._last_commits, None
+        if last_commits is not None:
+            last_commits.arrive()
+
+    async def _send_last_commit(self, send: Callable[[], None]) -> None:
+        """Send the last commit with those of the partitions let go with this one (one transaction)."""
+        last_commits, self._last_commits = self._last_commits, None
+        if last_commits is None:
+            send()
+        else:
+            await last_commits.send(send)
 
     # -- the error boundary -----------------------------------------------------------
 

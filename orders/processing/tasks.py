@@ -12,8 +12,9 @@ go, handing them the agents' records (Kafka Streams' `TaskManager`).
   one a killed worker left is aborted by the broker up to 20 s later) still
   gets its task, which takes it over once it can while its records wait.
 - **Letting go** (`on_revoked`, `stop`): each task finishes the record at
-  hand and commits what it applied, all at once and within
-  FINAL_COMMIT_TIMEOUT_S.
+  hand and commits what it applied, within FINAL_COMMIT_TIMEOUT_S; the last
+  commits wait for any commit on its way and then go in one transaction
+  (`LastCommits`).
 - **Handing over records** (`submit`): into the inboxes of the partitions'
   tasks, without waiting for them to be applied; an agent waits only while
   the backlog of partitions that are not held exceeds the flow's budget.
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..domain.partition_state import PartitionState
 from ..kafka.transactions import GroupMember
+from .commit import LastCommits
 from .flow import Flow, SourcePartition
 from .partition import Partition
 from .task import Blocked, PartitionTask, StillSettling
@@ -36,6 +38,9 @@ log = logging.getLogger("orders")
 
 #: How long revocation or shutdown waits for a partition's last commit before leaving it to the next owner.
 FINAL_COMMIT_TIMEOUT_S = 5.0
+#: How long the partitions let go wait for each other's commits on their way, so that their last commits go in
+#: one transaction; what is left of FINAL_COMMIT_TIMEOUT_S is the last transaction's.
+LAST_COMMITS_PATIENCE_S = FINAL_COMMIT_TIMEOUT_S / 2
 #: How long one attempt to take partitions over waits for an earlier owner's transaction to end.
 TAKE_OVER_WAIT_S = 1.5
 
@@ -126,7 +131,8 @@ class PartitionTasks:
     async def on_revoked(self, numbers: Iterable[int]) -> None:
         """Let partitions go: each task commits what it applied (within a bound, all at once) and ends."""
         tasks = [task for task in (self.tasks.pop(number, None) for number in set(numbers)) if task]
-        await asyncio.gather(*(task.stop(FINAL_COMMIT_TIMEOUT_S) for task in tasks))
+        together = LastCommits(len(tasks), self.monotonic() + LAST_COMMITS_PATIENCE_S, self.monotonic)
+        await asyncio.gather(*(task.stop(FINAL_COMMIT_TIMEOUT_S, together) for task in tasks))
         self.flow.share(2 * len(self.tasks), floor=self._chunk)
         self.flow.progressed()
 

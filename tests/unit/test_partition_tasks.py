@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -17,7 +18,7 @@ from orders.kafka.transactions import Failure, GroupMember, Refusal, Transaction
 from orders.ops.activity_log import ActivityLog
 from orders.ops.metrics import OrderMetrics
 from orders.processing import tasks as tasks_module
-from orders.processing.commit import Committer
+from orders.processing.commit import Committer, LastCommits
 from orders.processing.faults import FaultInjector
 from orders.processing.flow import Flow
 from orders.processing.reporting import Reporter
@@ -566,6 +567,69 @@ def test_revoked_partitions_commit_what_they_applied_in_one_transaction():
         assert harness.producer.commits == 1, "both partitions' last commits went in one transaction"
         assert harness.tasks.tasks == {}
     run(scenario())
+
+
+class HeldCommit(TxnProducer):
+    """Its first commit waits until `release` is set: a transaction on its way while partitions are let go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release: asyncio.Event | None = None
+
+    async def commit(self) -> None:
+        if self.commits == 0:
+            await self.release.wait()
+        await super().commit()
+
+
+def test_the_last_commits_at_revocation_wait_for_the_commit_on_its_way_and_go_in_one_transaction():
+    """Partition 0's commit has begun (held at the broker) and partition 1's is queued behind it; both applied
+    more records since, and partition 2 applied one. Sent as each partition came, the last commits went in
+    two more transactions after the one on its way, and each transaction waits for the broker to finish the
+    one before: 1.1-2.3 s each on a busy broker, which held a 192-partition rebalance for 5 s."""
+    producer = HeldCommit()
+    harness = Harness(producers=[producer], start_loops=True, commit_interval_s=0.01)
+
+    async def commit_due(number):
+        harness.clock.advance(0.01)
+        harness.task(number)._wake.set()
+        await asyncio.sleep(0.01)
+
+    async def scenario():
+        producer.release = asyncio.Event()
+        await harness.tasks.on_assigned({0, 1, 2})
+        await harness.submit([harness.order("o-1", 0)])
+        await asyncio.sleep(0.01)
+        await commit_due(0)
+        assert producer.in_transaction, "partition 0's commit has begun"
+        await harness.submit([harness.order("o-2", 0, partition=1)])
+        await asyncio.sleep(0.01)
+        await commit_due(1)
+        assert harness.task(1)._committing is not None, "partition 1's commit is queued behind it"
+        await harness.submit([harness.order("o-3", 1), harness.order("o-4", 1, partition=1),
+                              harness.order("o-5", 0, partition=2)])
+        await asyncio.sleep(0.01)
+        revoking = asyncio.create_task(harness.tasks.on_revoked({0, 1, 2}))
+        await asyncio.sleep(0.05)
+        assert producer.commits == 0, "nothing more committed while the transaction on its way is held"
+        producer.release.set()
+        await asyncio.wait_for(revoking, 2.0)  # within the partitions' patience: none waited it out
+    run(scenario())
+    sent = [sorted(tp.partition for tp in offsets) for _records, offsets, _member in producer.transactions]
+    assert sent == [[0], [0, 1, 2]], "the one on its way, then every partition's last commit in one"
+    assert [changelog_states(harness.outputs[n])[-1]["orders"] for n in (0, 1, 2)] == [2, 2, 1]
+    assert harness.tasks.tasks == {}
+
+
+def test_the_last_commits_go_at_the_deadline_when_a_partition_let_go_never_comes():
+    sent = []
+
+    async def scenario():
+        together = LastCommits(2, time.monotonic() + 0.05)
+        await asyncio.wait_for(together.send(lambda: sent.append("partition 0")), 1.0)
+        await together.send(lambda: sent.append("partition 1, late"))
+    run(scenario())
+    assert sent == ["partition 0", "partition 1, late"]
 
 
 def test_the_last_commit_at_revocation_is_asked_again_while_the_broker_refuses_it_for_the_moment():
